@@ -1,0 +1,277 @@
+"""Assembling and running the API server.
+
+`APIServer.start()` opens the datastore, creates the credentials on first start, starts
+the watch cache, bootstraps the cluster's default objects (namespaces, RBAC policy),
+starts the RBAC and CRD loops, and serves HTTPS with uvicorn on the event loop it runs
+in. `/readyz` answers ok once all of that is done.
+
+TLS client certificates are verified by the TLS layer against the cluster CA; a small
+subclass of uvicorn's HTTP protocol puts the verified subject into the ASGI scope
+(`extensions.tls.client_subject`), where authentication reads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ..machinery import errors
+from ..store import Store
+from ..store.sqlite import SQLiteStore
+from . import openapi as openapi_module
+from .authn import Authenticator, ServiceAccountTokens, load_token_file
+from .bootstrap_policy import bootstrap_policy
+from .crdcontroller import CRDController
+from .http import APIServerApp
+from .pki import PKI, load_signing_key
+from .rbac import RBACAuthorizer
+from .registry import ResourceTable
+from .registry.generic import GenericRegistry, WriteOptions
+from .special import SpecialHandlers
+from .watchcache import WatchCache
+
+log = logging.getLogger(__name__)
+
+KUBERNETES_SERVICE_IP = "10.96.0.1"
+DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+RBAC_PREFIX = "/registry/rbac.authorization.k8s.io/"
+COMPACT_INTERVAL = 60.0
+HISTORY_REVISIONS = 10_000
+_RBAC_PLURALS = {"roles": "Role", "clusterroles": "ClusterRole", "rolebindings": "RoleBinding",
+                 "clusterrolebindings": "ClusterRoleBinding"}
+
+
+class _TLSIdentityProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, plus the verified client-certificate subject in the scope."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._client_subject: dict[str, list[str]] | None = None
+        ssl_object = transport.get_extra_info("ssl_object")
+        cert = ssl_object.getpeercert() if ssl_object is not None else None
+        if cert:
+            subject: dict[str, list[str]] = {}
+            for rdn in cert.get("subject", ()):
+                for key, value in rdn:
+                    subject.setdefault(key, []).append(value)
+            self._client_subject = subject
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._client_subject:
+            self.scope["extensions"] = {"tls": {"client_subject": self._client_subject}}
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its own signal handling: `up` owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    port: int = 6443
+    host: str = "127.0.0.1"
+
+
+class APIServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pki = PKI(settings.data_dir / "pki")
+        self.store: Store | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._server: _Server | None = None
+        self.app: APIServerApp | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.pki.ensure()
+        self.store = store = SQLiteStore.open(settings.data_dir / "state.db")
+        # The client models behind OpenAPI and strict field validation take about a second
+        # to import; load them off the event loop while the rest starts.
+        threading.Thread(target=openapi_module.warm, name="openapi-warm", daemon=True).start()
+        table = ResourceTable()
+        registry = GenericRegistry(store)
+        watch_cache = WatchCache(store)
+        await watch_cache.start()
+        authorizer = RBACAuthorizer()
+        tokens = ServiceAccountTokens(load_signing_key(self.pki.sa_key))
+
+        async def service_account_exists(namespace: str, name: str, uid: str,
+                                         pod_name: str | None, pod_uid: str | None) -> bool:
+            return await _exists(registry, table, "serviceaccounts", namespace, name, uid) and (
+                pod_name is None
+                or await _exists(registry, table, "pods", namespace, pod_name, pod_uid or ""))
+
+        authenticator = Authenticator(tokens=load_token_file(self.pki.tokens_file),
+                                      service_accounts=tokens,
+                                      object_exists=service_account_exists)
+        openapi = openapi_module.OpenAPIDocuments(lambda: list(table))
+        special = SpecialHandlers(table=table, registry=registry, authenticator=authenticator,
+                                  authorizer=authorizer, tokens=tokens,
+                                  pods_dir=settings.data_dir / "pods")
+        self.app = app = APIServerApp(table=table, registry=registry, watch_cache=watch_cache,
+                                      authenticator=authenticator, authorizer=authorizer,
+                                      openapi=openapi, special=special.handlers())
+        await _bootstrap(registry, table, settings.port)
+        await self._start_rbac(registry, table, watch_cache, authorizer)
+        crds = CRDController(table=table, registry=registry, watch_cache=watch_cache,
+                             openapi=openapi)
+        await crds.start()
+        self._stoppers = [crds.stop, watch_cache.stop]
+        self._tasks.append(asyncio.create_task(self._compact_forever(store), name="compactor"))
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, http=_TLSIdentityProtocol,
+            ssl_certfile=str(self.pki.serving_cert), ssl_keyfile=str(self.pki.serving_key),
+            ssl_ca_certs=str(self.pki.ca_cert), ssl_cert_reqs=ssl.CERT_OPTIONAL,
+            lifespan="off", access_log=False, log_level="warning",
+            timeout_keep_alive=120, backlog=4096,
+        )
+        self._server = _Server(config)
+        self._tasks.append(asyncio.create_task(self._server.serve(), name="https"))
+        while not self._server.started:
+            if self._tasks[-1].done():
+                self._tasks[-1].result()
+                raise OSError(f"the API server could not listen on {settings.host}:{settings.port}")
+            await asyncio.sleep(0.01)
+        app.ready.set()
+
+    async def _start_rbac(self, registry: GenericRegistry, table: ResourceTable,
+                          watch_cache: WatchCache, authorizer: RBACAuthorizer) -> None:
+        """Feed the authorizer from the RBAC objects, and keep aggregated roles written."""
+        revision = 0
+        for plural, kind in _RBAC_PLURALS.items():
+            res = table.lookup("rbac.authorization.k8s.io", "v1", plural)
+            assert res is not None
+            listed = await registry.list(res, None)
+            for obj in listed.items:
+                authorizer.upsert(kind, obj)
+            revision = max(revision, int(listed.resource_version))
+        watcher = watch_cache.watch(RBAC_PREFIX, revision)
+        cluster_roles = table.lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
+        assert cluster_roles is not None
+
+        async def write_aggregations() -> None:
+            for name in list(authorizer.aggregated_names()):
+                rules = authorizer.aggregated_rules(name)
+                if rules is None:
+                    continue
+
+                def set_rules(obj: dict[str, Any], rules: list[dict] = rules) -> None:
+                    obj["rules"] = rules
+
+                with contextlib.suppress(errors.APIError):
+                    await registry.mutate(cluster_roles, None, name, set_rules)
+
+        async def follow() -> None:
+            await write_aggregations()
+            while True:
+                event = await watcher.next(3600)
+                if event is None:
+                    if watcher.closed:
+                        return
+                    continue
+                plural, _, rest = event.key[len(RBAC_PREFIX):].partition("/")
+                kind = _RBAC_PLURALS.get(plural)
+                if kind is None:
+                    continue
+                if event.deleted:
+                    namespace, _, name = rest.rpartition("/")
+                    authorizer.remove(kind, namespace or None, name)
+                else:
+                    authorizer.upsert(kind, event.obj())
+                if kind == "ClusterRole":
+                    await write_aggregations()
+
+        self._tasks.append(asyncio.create_task(follow(), name="rbac"))
+
+    async def _compact_forever(self, store: Store) -> None:
+        while True:
+            await asyncio.sleep(COMPACT_INTERVAL)
+            target = store.revision - HISTORY_REVISIONS
+            if target > store.compacted_revision:
+                await store.compact(target)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        for task in self._tasks:
+            if task.get_name() == "https":
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 5)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for stop in getattr(self, "_stoppers", []):
+            await stop()
+        if self.store is not None:
+            await self.store.close()
+
+
+async def _exists(registry: GenericRegistry, table: ResourceTable, plural: str, namespace: str,
+                  name: str, uid: str) -> bool:
+    res = table.lookup("", "v1", plural)
+    assert res is not None
+    try:
+        obj = await registry.get(res, namespace, name)
+    except errors.APIError:
+        return False
+    return not uid or obj["metadata"].get("uid") == uid
+
+
+async def _bootstrap(registry: GenericRegistry, table: ResourceTable, port: int) -> None:
+    """Create the default namespaces, the `kubernetes` service and the RBAC policy a fresh
+    cluster has (idempotent)."""
+    namespaces = table.lookup("", "v1", "namespaces")
+    assert namespaces is not None
+    for name in DEFAULT_NAMESPACES:
+        with contextlib.suppress(errors.APIError):
+            await registry.create(namespaces, None, {"metadata": {"name": name}},
+                                  WriteOptions(field_manager="pilothouse-apiserver"))
+    services = table.lookup("", "v1", "services")
+    assert services is not None
+    kubernetes = {"metadata": {"name": "kubernetes", "namespace": "default",
+                               "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                  "spec": {"clusterIP": KUBERNETES_SERVICE_IP,
+                           "ports": [{"name": "https", "port": 443, "targetPort": port}]}}
+    with contextlib.suppress(errors.APIError):
+        await registry.create(services, "default", kubernetes,
+                              WriteOptions(field_manager="pilothouse-apiserver"))
+    for obj in bootstrap_policy():
+        plural = obj["kind"].lower() + "s"
+        res = table.lookup("rbac.authorization.k8s.io", "v1", plural)
+        assert res is not None
+        name = obj["metadata"]["name"]
+        try:
+            current = await registry.get(res, None, name)
+        except errors.APIError:
+            await registry.create(res, None, obj, WriteOptions(field_manager="pilothouse-apiserver"))
+            continue
+        annotations = current["metadata"].get("annotations") or {}
+        if annotations.get("rbac.authorization.kubernetes.io/autoupdate") == "false":
+            continue
+        wanted = {k: v for k, v in obj.items() if k not in ("metadata", "apiVersion", "kind")}
+        if obj["kind"] == "ClusterRole" and obj.get("aggregationRule"):
+            wanted.pop("rules", None)
+        if any(current.get(k) != v for k, v in wanted.items()):
+
+            def refresh(cur: dict[str, Any], wanted: dict[str, Any] = wanted) -> None:
+                cur.update(wanted)
+
+            await registry.mutate(res, None, name, refresh)
+
+
+__all__ = ["APIServer", "Settings"]
