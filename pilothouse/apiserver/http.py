@@ -37,6 +37,8 @@ from .authn import Authenticator
 from .discovery import Discovery, version_info
 from .openapi import OpenAPIDocuments
 from .printers import build_table, table_spec_for
+from .protobuf import CONTENT_TYPE as PROTOBUF
+from .protobuf import decode_protobuf
 from .rbac import RBACAuthorizer, UserInfo
 from .registry import Resource, ResourceTable
 from .registry.generic import PATCH_TYPES, GenericRegistry, WriteOptions
@@ -102,8 +104,8 @@ class Request:
             except orjson.JSONDecodeError as exc:
                 raise errors.bad_request(
                     f"error decoding request body as JSON: {exc}") from None
-        if "protobuf" in ctype:
-            raise errors.unsupported_media_type(ctype)
+        if ctype == PROTOBUF:
+            return decode_protobuf(self.body)
         raise errors.unsupported_media_type(ctype)
 
     def write_options(self) -> WriteOptions:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
+import pytest
 import yaml
 
 from .conftest import KUBECTL, Cluster
@@ -153,7 +157,9 @@ def test_watch_sees_changes(cluster: Cluster) -> None:
         assert watch.stdout is not None
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and len(lines) < 2:
-            lines.append(watch.stdout.readline())
+            line = watch.stdout.readline()
+            if not line.startswith("EVENT"):  # the column header
+                lines.append(line)
     finally:
         watch.kill()
     assert lines[0].split()[:2] == ["ADDED", "watched"]  # entered the selector on label
@@ -214,12 +220,19 @@ def test_auth_whoami_and_can_i(cluster: Cluster) -> None:
       "--serviceaccount=default:robot")
     k("get", "pods", *as_robot)  # allowed now
     assert k("auth", "can-i", "delete", "pods", *as_robot, check=False).stdout.strip() == "no"
-    anonymous = subprocess.run([KUBECTL, "get", "pods", "--kubeconfig", "/dev/null", "--server",
-                                f"https://127.0.0.1:{cluster.port}",
-                                "--insecure-skip-tls-verify"],
-                               capture_output=True, text=True, env=cluster.env)
-    assert anonymous.returncode != 0
-    assert "must be logged in" in anonymous.stderr or "Unauthorized" in anonymous.stderr
+    bogus = k("get", "pods", "--token", "not-a-token", "--kubeconfig", "/dev/null", "--server",
+              f"https://127.0.0.1:{cluster.port}", "--insecure-skip-tls-verify", check=False)
+    assert bogus.returncode != 0
+    assert "You must be logged in to the server (Unauthorized)" in bogus.stderr
+    unverified = ssl.create_default_context()
+    unverified.check_hostname, unverified.verify_mode = False, ssl.CERT_NONE
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(f"https://127.0.0.1:{cluster.port}/api/v1/pods",
+                               context=unverified)
+    assert anonymous.value.code == 401
+    with urllib.request.urlopen(f"https://127.0.0.1:{cluster.port}/readyz",
+                                context=unverified) as public:
+        assert public.read() == b"ok"  # health stays public, as on a real cluster
 
 
 def test_bad_input_is_refused_cleanly(cluster: Cluster) -> None:
@@ -237,3 +250,27 @@ def test_bad_input_is_refused_cleanly(cluster: Cluster) -> None:
 def test_explain_uses_openapi(cluster: Cluster) -> None:
     out = cluster.kubectl("explain", "pods.spec.containers.image").stdout
     assert "FIELD: image <string>" in out or "image" in out
+
+
+def test_typed_create_commands_speak_protobuf(cluster: Cluster) -> None:
+    """kubectl's typed `create` subcommands send protobuf bodies; each must land intact."""
+    k = cluster.kubectl
+    k("create", "namespace", "typed")
+    k("create", "deployment", "d", "--image=nginx:1.27", "--replicas=0", "--port=8080",
+      "-n", "typed")
+    dep = json.loads(k("get", "deploy", "d", "-n", "typed", "-o", "json").stdout)
+    assert dep["spec"]["replicas"] == 0  # a pointer field set to zero survives
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "nginx:1.27" and container["ports"][0]["containerPort"] == 8080
+    k("create", "secret", "generic", "s", "--from-literal=password=hunter2", "-n", "typed")
+    assert k("get", "secret", "s", "-n", "typed", "-o",
+             "jsonpath={.data.password}").stdout == "aHVudGVyMg=="
+    k("create", "cronjob", "c", "--image=busybox", "--schedule=*/5 * * * *", "-n", "typed")
+    assert k("get", "cronjob", "c", "-n", "typed", "-o",
+             "jsonpath={.spec.schedule}").stdout == "*/5 * * * *"
+    bad = k("create", "cronjob", "bad", "--image=busybox", "--schedule=not cron", "-n", "typed",
+            check=False)
+    assert bad.returncode != 0 and "spec.schedule" in bad.stderr
+    k("create", "service", "clusterip", "web", "--tcp=80:8080", "-n", "typed")
+    assert k("get", "svc", "web", "-n", "typed", "-o",
+             "jsonpath={.spec.ports[0].targetPort}").stdout == "8080"

@@ -239,11 +239,20 @@ class GenericRegistry:
         if meta.get("resourceVersion"):
             raise errors.bad_request("resourceVersion should not be set on objects to be created")
         self._prune(res, obj, opts)
-        await self._check_namespace(res, namespace)
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = generate_name(str(meta["generateName"]))
+        meta.pop("managedFields", None)
+        await self._prepare_new(res, namespace, obj)
+        record_update(None, obj, manager=opts.field_manager or "unknown", now=rfc3339(),
+                      model=model_for(res.group, res.version, res.kind))
+        return await self._store_create(res, obj, opts)
+
+    async def _prepare_new(self, res: Resource, namespace: str | None, obj: dict) -> None:
+        """Everything a create does between decoding and storing (PrepareForCreate + Validate)."""
+        meta = obj["metadata"]
+        await self._check_namespace(res, namespace)
         self._default(res, obj)
-        for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"):
+        for key in ("deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(key, None)
         meta["uid"] = new_uid()
         meta["creationTimestamp"] = rfc3339()
@@ -256,9 +265,6 @@ class GenericRegistry:
         if (res.group, res.kind) == ("", "Service"):
             await self._allocate_service_addresses(obj)
         self._validate(res, obj, None)
-        record_update(None, obj, manager=opts.field_manager or "unknown", now=rfc3339(),
-                      model=model_for(res.group, res.version, res.kind))
-        return await self._store_create(res, obj, opts)
 
     async def _store_create(self, res: Resource, obj: dict[str, Any], opts: WriteOptions) -> dict:
         meta = obj["metadata"]
@@ -544,32 +550,8 @@ class GenericRegistry:
             None, obj, manager=manager, force=opts.force,
             model=model_for(res.group, res.version, res.kind), now=rfc3339(),
         )
-        create_opts = WriteOptions(
-            dry_run=opts.dry_run, field_manager=manager, field_validation="Ignore"
-        )
-        managed = applied["metadata"].get("managedFields")
-        created = await self._create_keeping_managed(res, namespace, applied, create_opts, managed)
-        opts.warnings.extend(create_opts.warnings)
-        return created
-
-    async def _create_keeping_managed(
-        self, res: Resource, namespace: str | None, obj: dict, opts: WriteOptions, managed: Any
-    ) -> dict[str, Any]:
-        meta = metadata(obj)
-        await self._check_namespace(res, namespace)
-        self._default(res, obj)
-        meta["uid"] = new_uid()
-        meta["creationTimestamp"] = rfc3339()
-        if "spec" in obj or res.custom:
-            meta["generation"] = 1
-        self._reset_status_on_create(res, obj)
-        prepare = _PREPARE_FOR_CREATE.get((res.group, res.kind))
-        if prepare is not None:
-            prepare(obj)
-        self._validate(res, obj, None)
-        if managed:
-            meta["managedFields"] = managed
-        return await self._store_create(res, obj, opts)
+        await self._prepare_new(res, namespace, applied)
+        return await self._store_create(res, applied, opts)
 
     async def _write_update(
         self,
