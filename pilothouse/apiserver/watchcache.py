@@ -106,6 +106,8 @@ class Watcher:
         """The next event, or None on timeout or when the watcher was closed."""
         if self.closed and self.queue.empty():
             return None
+        if not self.queue.empty():  # the common case under load: no timer, no task
+            return self.queue.get_nowait()
         try:
             return await asyncio.wait_for(self.queue.get(), timeout)
         except TimeoutError:
