@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -76,6 +77,16 @@ def test_deletecollection_with_a_selector(cluster: Cluster) -> None:
     assert left == {"dc3"}
 
 
-def test_watch_from_a_compacted_or_unknown_revision_is_gone(cluster: Cluster) -> None:
-    status, answer = call(cluster, "GET", f"{CM}?watch=1&resourceVersion=1")
-    assert (status, answer["reason"]) == (410, "Expired")
+def test_watch_ends_at_its_timeout_and_rejects_bad_versions(cluster: Cluster) -> None:
+    status, answer = call(cluster, "GET", f"{CM}?watch=1&resourceVersion=abc")
+    assert (status, answer["reason"]) == (400, "BadRequest")
+    listed = call(cluster, "GET", CM)[1]
+    token = (cluster.data_dir / "pki" / "tokens.csv").read_text().split(",")[0]
+    context = ssl.create_default_context(cafile=str(cluster.data_dir / "pki" / "ca.crt"))
+    url = (f"https://127.0.0.1:{cluster.port}{CM}?watch=1&timeoutSeconds=1"
+           f"&resourceVersion={listed['metadata']['resourceVersion']}")
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    started = time.monotonic()
+    with urllib.request.urlopen(request, context=context, timeout=10) as response:
+        assert response.status == 200 and response.read() == b""  # nothing changed
+    assert 0.9 <= time.monotonic() - started < 5
