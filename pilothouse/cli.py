@@ -5,7 +5,8 @@
 
 `up` starts the components listed in `_up_components`; later issues add the controller
 manager, scheduler, node agent and operators there, each talking to the API server
-through the kubeconfig `up` writes. Ctrl-C or SIGTERM stops everything cleanly.
+through its own kubeconfig (`<data-dir>/components/<name>.kubeconfig`), an identity
+with only the rights its bootstrap role grants. Ctrl-C or SIGTERM stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import base64
 import logging
 import signal
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from .apiserver.bootstrap_policy import PLATFORM_COMPONENTS
 from .apiserver.pki import ADMIN_USER, PKI
 from .apiserver.server import APIServer, Settings
 from .store import DataDirInUse
@@ -31,9 +34,9 @@ DEFAULT_PORT = 6443
 CLUSTER_NAME = "pilothouse"
 
 
-def write_kubeconfig(pki: PKI, path: Path, server: str, user: str = ADMIN_USER) -> None:
+def write_kubeconfig(pki: PKI, path: Path, server: str, user: str, cert: Path, key: Path
+                     ) -> None:
     """A kubeconfig for `user` (client certificate) against `server`, trusting the CA."""
-    cert, key = pki.client_cert(user)
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -49,10 +52,24 @@ def write_kubeconfig(pki: PKI, path: Path, server: str, user: str = ADMIN_USER) 
         "current-context": CLUSTER_NAME,
         "preferences": {},
     }
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(yaml.safe_dump(config, sort_keys=False))
     tmp.chmod(0o600)
     tmp.replace(path)
+
+
+def write_component_kubeconfigs(pki: PKI, directory: Path, server: str) -> None:
+    """One kubeconfig per platform component, each its own least-privileged identity.
+
+    `up` hands these to the components it starts (`--kubeconfig`); run elsewhere, a
+    component gets the same file copied to its machine.
+    """
+    node = socket.gethostname().lower()
+    for component, (user, groups) in PLATFORM_COMPONENTS.items():
+        user = user.format(node=node)
+        cert, key = pki.ensure_client(user, groups)
+        write_kubeconfig(pki, directory / f"{component}.kubeconfig", server, user, cert, key)
 
 
 async def _run(settings: Settings, *, started: float, extra: list[Callable[[], Awaitable[None]]]
@@ -73,7 +90,9 @@ async def _run(settings: Settings, *, started: float, extra: list[Callable[[], A
         await server.stop()
         return 1
     kubeconfig = settings.data_dir / "kubeconfig"
-    write_kubeconfig(server.pki, kubeconfig, f"https://{settings.host}:{settings.port}")
+    url = f"https://{settings.host}:{settings.port}"
+    write_kubeconfig(server.pki, kubeconfig, url, ADMIN_USER, *server.pki.client_cert(ADMIN_USER))
+    write_component_kubeconfigs(server.pki, settings.data_dir / "components", url)
     for start_component in extra:
         await start_component()
     elapsed = time.monotonic() - started

@@ -285,3 +285,20 @@ def test_typed_create_commands_speak_protobuf(cluster: Cluster) -> None:
     k("create", "service", "clusterip", "web", "--tcp=80:8080", "-n", "typed")
     assert k("get", "svc", "web", "-n", "typed", "-o",
              "jsonpath={.spec.ports[0].targetPort}").stdout == "8080"
+
+
+def test_each_component_has_its_own_least_privileged_identity(cluster: Cluster) -> None:
+    components = cluster.data_dir / "components"
+
+    def as_component(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return cluster.kubectl("--kubeconfig", str(components / f"{name}.kubeconfig"), *args,
+                               check=False)
+
+    who = json.loads(as_component("scheduler", "auth", "whoami", "-o", "json").stdout)
+    assert who["status"]["userInfo"]["username"] == "system:kube-scheduler"
+    assert as_component("scheduler", "get", "pods", "-A").returncode == 0
+    secrets = as_component("scheduler", "get", "secrets", "-A")
+    assert secrets.returncode != 0 and "Forbidden" in secrets.stderr
+    assert as_component("controller-manager", "auth", "can-i", "create",
+                        "replicasets").stdout.strip() == "yes"
+    assert as_component("proxy", "auth", "can-i", "delete", "pods").stdout.strip() == "no"

@@ -192,3 +192,27 @@ def test_services_get_cluster_ips(cluster: Cluster) -> None:
         spec=client.V1ServiceSpec(cluster_ip="None", selector={"app": "x"},
                                   ports=[client.V1ServicePort(port=80)])))
     assert headless.spec.cluster_ip == "None"
+
+
+def test_binding_and_graceful_pod_deletion(cluster: Cluster) -> None:
+    core = client.CoreV1Api(api_client(cluster))
+    core.create_namespaced_pod("default", pod("graceful"))
+    binding = client.V1Binding(metadata=client.V1ObjectMeta(name="graceful"),
+                               target=client.V1ObjectReference(kind="Node", name="node-a"))
+    core.create_namespaced_pod_binding("graceful", "default", binding,
+                                       _preload_content=False)
+    bound = core.read_namespaced_pod("graceful", "default")
+    assert bound.spec.node_name == "node-a"
+    assert [(c.type, c.status) for c in bound.status.conditions] == [("PodScheduled", "True")]
+    with pytest.raises(ApiException) as again:
+        core.create_namespaced_pod_binding("graceful", "default", binding,
+                                           _preload_content=False)
+    assert again.value.status == 409
+    core.delete_namespaced_pod("graceful", "default")  # its node's agent would finish it
+    terminating = core.read_namespaced_pod("graceful", "default")
+    assert terminating.metadata.deletion_timestamp is not None
+    assert terminating.metadata.deletion_grace_period_seconds == 30
+    core.delete_namespaced_pod("graceful", "default", grace_period_seconds=0)
+    with pytest.raises(ApiException) as gone:
+        core.read_namespaced_pod("graceful", "default")
+    assert gone.value.status == 404
