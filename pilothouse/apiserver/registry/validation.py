@@ -20,7 +20,7 @@ import binascii
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -204,12 +204,17 @@ def validate_port_num_or_name(port: Any, path: str) -> list[Cause]:
     return validate_port_number(port, path)
 
 
-def validate_protocol(protocol: Any, path: str) -> list[Cause]:
-    if not protocol:
+def required_enum(value: Any, path: str, allowed: Sequence[str]) -> list[Cause]:
+    """A field that must be set to one of `allowed`: Required, or Unsupported value."""
+    if not value:
         return [required(path)]
-    if protocol not in PROTOCOLS:
-        return [not_supported(path, protocol, PROTOCOLS)]
+    if value not in allowed:
+        return [not_supported(path, value, allowed)]
     return []
+
+
+def validate_protocol(protocol: Any, path: str) -> list[Cause]:
+    return required_enum(protocol, path, PROTOCOLS)
 
 
 def is_ip(value: Any) -> bool:
@@ -252,11 +257,7 @@ def validate_resource_list(resources: Any, path: str, *, positive: bool = False)
 
 
 def validate_taint_effect(effect: Any, path: str) -> list[Cause]:
-    if not effect:
-        return [required(path)]
-    if effect not in TAINT_EFFECTS:
-        return [not_supported(path, effect, TAINT_EFFECTS)]
-    return []
+    return required_enum(effect, path, TAINT_EFFECTS)
 
 
 def validate_tolerations(tolerations: Any, path: str) -> list[Cause]:
@@ -442,10 +443,7 @@ def validate_service(svc: dict) -> list[Cause]:
     svc_type, cluster_ip = spec.get("type"), spec.get("clusterIP") or ""
     ports = as_list(spec.get("ports"))
     headless = cluster_ip == "None"
-    if not svc_type:
-        causes.append(required("spec.type"))
-    elif svc_type not in _SERVICE_TYPES:
-        causes.append(not_supported("spec.type", svc_type, _SERVICE_TYPES))
+    causes += required_enum(svc_type, "spec.type", _SERVICE_TYPES)
     if svc_type == "ExternalName":
         if cluster_ip:
             causes.append(forbidden("spec.clusterIP", "may not be set for ExternalName services"))
@@ -490,10 +488,7 @@ def validate_service(svc: dict) -> list[Cause]:
         seen.add(key)
     causes += validate_labels(spec.get("selector"), "spec.selector")
     affinity = spec.get("sessionAffinity")
-    if not affinity:
-        causes.append(required("spec.sessionAffinity"))
-    elif affinity not in ("ClientIP", "None"):
-        causes.append(not_supported("spec.sessionAffinity", affinity, ("ClientIP", "None")))
+    causes += required_enum(affinity, "spec.sessionAffinity", ("ClientIP", "None"))
     for key, allowed in (("ipFamilyPolicy", ("PreferDualStack", "RequireDualStack", "SingleStack")),
                          ("internalTrafficPolicy", ("Cluster", "Local"))):
         if spec.get(key) is not None and spec[key] not in allowed:
@@ -898,10 +893,7 @@ _ADDRESS_TYPES = ("FQDN", "IPv4", "IPv6")
 def validate_endpoint_slice(eps: dict) -> list[Cause]:
     causes: list[Cause] = []
     address_type = eps.get("addressType")
-    if not address_type:
-        causes.append(required("addressType"))
-    elif address_type not in _ADDRESS_TYPES:
-        causes.append(not_supported("addressType", address_type, _ADDRESS_TYPES))
+    causes += required_enum(address_type, "addressType", _ADDRESS_TYPES)
     endpoints = as_list(eps.get("endpoints"))
     if len(endpoints) > 1000:
         causes.append(too_many("endpoints", len(endpoints), 1000))
@@ -1008,10 +1000,7 @@ def validate_storage_class(sc: dict) -> list[Cause]:
     if policy and policy not in ("Delete", "Retain"):
         causes.append(not_supported("reclaimPolicy", policy, ("Delete", "Retain")))
     mode = sc.get("volumeBindingMode")
-    if not mode:
-        causes.append(required("volumeBindingMode"))
-    elif mode not in ("Immediate", "WaitForFirstConsumer"):
-        causes.append(not_supported("volumeBindingMode", mode, ("Immediate", "WaitForFirstConsumer")))
+    causes += required_enum(mode, "volumeBindingMode", ("Immediate", "WaitForFirstConsumer"))
     return causes
 
 

@@ -41,6 +41,7 @@ from .validation import (
     is_valid_port_name,
     not_found,
     quantity,
+    required_enum,
     selector_of,
     semantic,
     shown,
@@ -115,11 +116,7 @@ def validate_pod_spec(spec: dict, path: str, *, restart_defaulted: bool = True) 
 
 
 def _validate_restart_policy(policy: Any, path: str) -> list[Cause]:
-    if not policy:
-        return [required(path)]
-    if policy not in RESTART_POLICIES:
-        return [not_supported(path, policy, RESTART_POLICIES)]
-    return []
+    return required_enum(policy, path, RESTART_POLICIES)
 
 
 def _validate_volumes(volumes: list, path: str) -> tuple[list[Cause], set[str]]:
@@ -890,10 +887,7 @@ def validate_cron_job(cj: dict) -> list[Cause]:
     for key in ("startingDeadlineSeconds", "successfulJobsHistoryLimit", "failedJobsHistoryLimit"):
         causes += validate_nonnegative(spec.get(key), f"spec.{key}")
     policy = spec.get("concurrencyPolicy")
-    if not policy:
-        causes.append(required("spec.concurrencyPolicy"))
-    elif policy not in ("Allow", "Forbid", "Replace"):
-        causes.append(not_supported("spec.concurrencyPolicy", policy, ("Allow", "Forbid", "Replace")))
+    causes += required_enum(policy, "spec.concurrencyPolicy", ("Allow", "Forbid", "Replace"))
     job_spec = as_dict(as_dict(spec.get("jobTemplate")).get("spec"))
     causes += _validate_job_spec(job_spec, "spec.jobTemplate.spec")
     if job_spec.get("selector") is not None:
