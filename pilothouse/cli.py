@@ -1,11 +1,13 @@
 """The `pilothouse` command: thin flag parsing over the components.
 
-    pilothouse up         the whole single-node cluster, in the foreground
-    pilothouse apiserver  the API server alone (for multi-process set-ups)
+    pilothouse up                  the whole single-node cluster, in the foreground
+    pilothouse apiserver           the API server alone (for multi-process set-ups)
+    pilothouse controller-manager  the built-in control loops, against any kubeconfig
+    pilothouse scheduler           the scheduler, against any kubeconfig
+    pilothouse node --hollow N     N simulated nodes (kwok-style), against any kubeconfig
 
-`up` starts the components listed in `_up_components`; later issues add the controller
-manager, scheduler, node agent and operators there, each talking to the API server
-through its own kubeconfig (`<data-dir>/components/<name>.kubeconfig`), an identity
+`up` starts the components listed in `_up_components` as child processes, each talking
+to the API server through its own kubeconfig (`<data-dir>/components/<name>.kubeconfig`), an identity
 with only the rights its bootstrap role grants. Ctrl-C or SIGTERM stops everything cleanly.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import logging
 import signal
 import socket
@@ -21,13 +24,16 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from .apiserver.bootstrap_policy import PLATFORM_COMPONENTS
 from .apiserver.pki import ADMIN_USER, PKI
 from .apiserver.server import APIServer, Settings
+from .machinery.names import is_qualified_name, is_valid_label_value
 from .store import DataDirInUse
+from .supervisor import Child
 
 DEFAULT_DATA_DIR = Path("~/.pilothouse")
 DEFAULT_PORT = 6443
@@ -72,8 +78,7 @@ def write_component_kubeconfigs(pki: PKI, directory: Path, server: str) -> None:
         write_kubeconfig(pki, directory / f"{component}.kubeconfig", server, user, cert, key)
 
 
-async def _run(settings: Settings, *, started: float, extra: list[Callable[[], Awaitable[None]]]
-               ) -> int:
+async def _run(settings: Settings, *, started: float, with_components: bool) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -92,38 +97,133 @@ async def _run(settings: Settings, *, started: float, extra: list[Callable[[], A
     kubeconfig = settings.data_dir / "kubeconfig"
     url = f"https://{settings.host}:{settings.port}"
     write_kubeconfig(server.pki, kubeconfig, url, ADMIN_USER, *server.pki.client_cert(ADMIN_USER))
-    write_component_kubeconfigs(server.pki, settings.data_dir / "components", url)
-    for start_component in extra:
-        await start_component()
+    components = settings.data_dir / "components"
+    write_component_kubeconfigs(server.pki, components, url)
+    children = _up_components(components) if with_components else []
+    for child in children:
+        child.start()
     elapsed = time.monotonic() - started
     print(f"Pilothouse is ready in {elapsed:.1f}s: export KUBECONFIG={kubeconfig} "
           f"&& kubectl get namespaces", flush=True)
     await stop.wait()
     print("Pilothouse is stopping", file=sys.stderr, flush=True)
+    await asyncio.gather(*(child.stop() for child in children))
     await server.stop()
     return 0
 
 
-def _up_components() -> list[Callable[[], Awaitable[None]]]:
-    """The components `up` runs beside the API server (more arrive with later issues)."""
-    return []
+def _up_components(components: Path) -> list[Child]:
+    """The components `up` runs beside the API server, each its own process and identity.
+
+    Later issues add the node agent and the Kubeflow operators here.
+    """
+    return [
+        Child("controller-manager", ["controller-manager", "--kubeconfig",
+                                     str(components / "controller-manager.kubeconfig")]),
+        Child("scheduler", ["scheduler", "--kubeconfig",
+                            str(components / "scheduler.kubeconfig")]),
+    ]
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    data_dir = Path(args.data_dir).expanduser().resolve()
-    return Settings(data_dir=data_dir, port=args.port)
-
-
-def _serve(args: argparse.Namespace, extra: list[Callable[[], Awaitable[None]]]) -> int:
-    started = time.monotonic()
-    settings = _settings(args)
+def _runner() -> Callable[[Awaitable[Any]], Any]:
     try:
         import uvloop
 
-        runner = uvloop.run
+        return uvloop.run
     except ImportError:
-        runner = asyncio.run
-    return runner(_run(settings, started=started, extra=extra))
+        return asyncio.run
+
+
+def _serve(args: argparse.Namespace, *, with_components: bool) -> int:
+    started = time.monotonic()
+    data_dir = Path(args.data_dir).expanduser().resolve()
+    settings = Settings(data_dir=data_dir, port=args.port)
+    return _runner()(_run(settings, started=started, with_components=with_components))
+
+
+def _controller_manager(args: argparse.Namespace) -> int:
+    from .controllers.manager import run_controller_manager
+
+    only = [c.strip() for c in args.controllers.split(",") if c.strip()] if args.controllers \
+        else None
+    try:
+        _runner()(_until_signal(run_controller_manager(
+            args.kubeconfig, only=only, leader_elect=args.leader_elect,
+            settings={"pod_eviction_timeout": args.pod_eviction_timeout,
+                      "node_monitor_grace_period": args.node_monitor_grace_period})))
+    except ValueError as exc:
+        print(f"pilothouse controller-manager: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _scheduler(args: argparse.Namespace) -> int:
+    from .scheduler.scheduler import run_scheduler
+
+    _runner()(_until_signal(run_scheduler(args.kubeconfig, scheduler_name=args.scheduler_name)))
+    return 0
+
+
+def _node(args: argparse.Namespace) -> int:
+    if not args.hollow:
+        print("pilothouse node: only hollow nodes (--hollow N) exist yet; the node agent that "
+              "runs pods arrives with the kubelet", file=sys.stderr)
+        return 2
+    from .node.hollow import run_hollow_nodes
+
+    try:
+        labels = parse_node_labels(args.node_labels)
+        taints = parse_taints(args.register_with_taints)
+    except ValueError as exc:
+        print(f"pilothouse node: {exc}", file=sys.stderr)
+        return 2
+    capacity = {"cpu": args.cpu, "memory": args.memory, "pods": str(args.max_pods)}
+    _runner()(_until_signal(run_hollow_nodes(
+        args.kubeconfig, count=args.hollow, prefix=args.name_prefix, capacity=capacity,
+        labels=labels, taints=taints)))
+    return 0
+
+
+async def _until_signal(main: Awaitable[Any]) -> None:
+    """Run `main` until it ends or SIGINT/SIGTERM arrives."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(main)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def parse_node_labels(text: str) -> dict[str, str]:
+    """`--node-labels k=v,k2=v2`, as the kubelet takes it."""
+    labels: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"invalid --node-labels entry {item!r}: expected key=value")
+        problems = is_qualified_name(key) + is_valid_label_value(value)
+        if problems:
+            raise ValueError(f"invalid node label {item!r}: {problems[0]}")
+        labels[key] = value
+    return labels
+
+
+def parse_taints(text: str) -> list[dict[str, str]]:
+    """`--register-with-taints key=value:Effect,key2:Effect`, as the kubelet takes it."""
+    taints = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        spec, sep, effect = item.rpartition(":")
+        if not sep or effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+            raise ValueError(f"invalid taint {item!r}: expected key[=value]:Effect with Effect "
+                             "one of NoSchedule, PreferNoSchedule, NoExecute")
+        key, _, value = spec.partition("=")
+        if not key or is_qualified_name(key):
+            raise ValueError(f"invalid taint key in {item!r}")
+        taint = {"key": key, "effect": effect}
+        if value:
+            taint["value"] = value
+        taints.append(taint)
+    return taints
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,12 +240,59 @@ def main(argv: list[str] | None = None) -> int:
                               "(default ~/.pilothouse)")
         sub.add_argument("--port", type=_port, default=DEFAULT_PORT,
                          help="HTTPS port on 127.0.0.1 (default 6443)")
+    manager = commands.add_parser("controller-manager", help="run the built-in controllers")
+    manager.add_argument("--kubeconfig", required=True)
+    manager.add_argument("--controllers", default="",
+                         help="comma-separated controller names (default: all)")
+    manager.add_argument("--no-leader-elect", dest="leader_elect", action="store_false")
+    manager.add_argument("--pod-eviction-timeout", type=_seconds, default=300.0,
+                         help="seconds an unreachable node's pods are tolerated (default 300)")
+    manager.add_argument("--node-monitor-grace-period", type=_seconds, default=40.0,
+                         help="seconds without a heartbeat before a node is NotReady "
+                              "(default 40)")
+    scheduler = commands.add_parser("scheduler", help="run the scheduler")
+    scheduler.add_argument("--kubeconfig", required=True)
+    scheduler.add_argument("--scheduler-name", default="default-scheduler")
+    node = commands.add_parser("node", help="run a node (hollow nodes for now)")
+    node.add_argument("--kubeconfig", required=True)
+    node.add_argument("--hollow", type=_count, default=0,
+                      help="register N simulated nodes that run nothing, as kwok does")
+    node.add_argument("--name-prefix", default="hollow-node-")
+    node.add_argument("--cpu", default="8")
+    node.add_argument("--memory", default="32Gi")
+    node.add_argument("--max-pods", type=_count, default=110)
+    node.add_argument("--node-labels", default="")
+    node.add_argument("--register-with-taints", default="")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command == "up":
-        return _serve(args, _up_components())
-    return _serve(args, [])
+    if args.command == "controller-manager":
+        return _controller_manager(args)
+    if args.command == "scheduler":
+        return _scheduler(args)
+    if args.command == "node":
+        return _node(args)
+    return _serve(args, with_components=args.command == "up")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
 
 
 def _port(text: str) -> int:

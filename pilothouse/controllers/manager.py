@@ -1,0 +1,81 @@
+"""The controller manager: every built-in control loop in one process, behind one leader.
+
+It shares one informer per resource among all controllers (InformerFactory), waits for
+the caches to fill, then runs each controller's workers. With leader election on (the
+default), it first takes the `kube-system/pilothouse-controller-manager` Lease and stops
+if it loses it, so a second manager can stand by.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import pkgutil
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+from ..client import (
+    Client,
+    Controller,
+    ControllerContext,
+    EventRecorder,
+    InformerFactory,
+    LeaderElector,
+)
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "pilothouse-controller-manager"
+
+
+def discover() -> dict[str, type[Controller]]:
+    """name -> class of every controller module in this package."""
+    from .. import controllers
+
+    found: dict[str, type[Controller]] = {}
+    for module in pkgutil.iter_modules(controllers.__path__):
+        imported = importlib.import_module(f"{controllers.__name__}.{module.name}")
+        controller = getattr(imported, "CONTROLLER", None)
+        if controller is not None:
+            found[controller.name] = controller
+    return found
+
+
+async def run_controller_manager(kubeconfig: str | None, *, only: list[str] | None = None,
+                                 leader_elect: bool = True,
+                                 settings: Mapping[str, Any] | None = None) -> None:
+    available = discover()
+    unknown = sorted(set(only or ()) - set(available))
+    if unknown:
+        raise ValueError(f"unknown controllers: {', '.join(unknown)}; available: "
+                         f"{', '.join(sorted(available))}")
+    names = only or sorted(available)
+    async with Client.from_kubeconfig(kubeconfig, user_agent="pilothouse-controller-manager",
+                                      field_manager="pilothouse-controller-manager") as client:
+        await client.wait_ready()
+        if leader_elect:
+            identity = f"{socket.gethostname()}_{os.getpid()}"
+            elector = LeaderElector(client, name=LEASE_NAME, identity=identity)
+            await elector.acquire()
+        informers = InformerFactory(client)
+        context = ControllerContext(client, informers,
+                                    EventRecorder(client, "controller-manager"),
+                                    dict(settings or {}))
+        controllers = [available[name](context) for name in names]
+        await informers.start()
+        log.info("controller manager running: %s", ", ".join(names))
+        tasks = [asyncio.create_task(c.run(), name=c.name) for c in controllers]
+        if leader_elect:
+            tasks.append(asyncio.create_task(elector.hold(), name="leader-election"))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+            log.error("controller manager stopping: %s ended", [t.get_name() for t in done])
+        finally:
+            for task in tasks:
+                task.cancel()
+            await informers.stop()
