@@ -30,6 +30,7 @@ from ..machinery import errors
 from ..store import Store
 from ..store.sqlite import SQLiteStore
 from . import openapi as openapi_module
+from .admission import default_plugins
 from .authn import Authenticator, ServiceAccountTokens, load_token_file
 from .bootstrap_policy import bootstrap_policy
 from .crdcontroller import CRDController
@@ -105,7 +106,7 @@ class APIServer:
         # to import; load them off the event loop while the rest starts.
         threading.Thread(target=_warm_and_freeze, name="openapi-warm", daemon=True).start()
         table = ResourceTable()
-        registry = GenericRegistry(store)
+        registry = GenericRegistry(store, default_plugins())
         watch_cache = WatchCache(store)
         await watch_cache.start()
         authorizer = RBACAuthorizer()

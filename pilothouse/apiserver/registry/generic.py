@@ -19,7 +19,7 @@ import base64
 import contextlib
 import copy
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -33,6 +33,7 @@ from ...machinery.patch import json_patch, merge_patch, strategic_merge_patch
 from ...machinery.selectors import FieldSelector, LabelSelector, selector_string_from_dict
 from ...store import Compacted, KeyExists, KeyNotFound, KeyValue, RevisionMismatch, Store
 from .. import schema as structural
+from ..admission import AdmissionPlugin
 from ..crd import default_crd, validate_crd, validate_crd_update
 from ..openapi import builtin_schema, model_for
 from .builtin import CREATE_ON_UPDATE, RETURNS_DELETED_OBJECT
@@ -147,8 +148,9 @@ def decode_continue(token: str, prefix: str) -> tuple[int, str]:
 class GenericRegistry:
     """CRUD over the store for any `Resource`, with the per-kind strategies applied."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, admission: Sequence[AdmissionPlugin] = ()) -> None:
         self.store = store
+        self.admission = tuple(admission)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -242,12 +244,13 @@ class GenericRegistry:
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = generate_name(str(meta["generateName"]))
         meta.pop("managedFields", None)
-        await self._prepare_new(res, namespace, obj)
+        await self._prepare_new(res, namespace, obj, dry_run=opts.dry_run)
         record_update(None, obj, manager=opts.field_manager or "unknown", now=rfc3339(),
                       model=model_for(res.group, res.version, res.kind))
         return await self._store_create(res, obj, opts)
 
-    async def _prepare_new(self, res: Resource, namespace: str | None, obj: dict) -> None:
+    async def _prepare_new(self, res: Resource, namespace: str | None, obj: dict, *,
+                           dry_run: bool) -> None:
         """Everything a create does between decoding and storing (PrepareForCreate + Validate)."""
         meta = obj["metadata"]
         await self._check_namespace(res, namespace)
@@ -264,7 +267,11 @@ class GenericRegistry:
             prepare(obj)
         if (res.group, res.kind) == ("", "Service"):
             await self._allocate_service_addresses(obj)
+        for plugin in self.admission:
+            await plugin.mutate(self, res, obj, None)
         self._validate(res, obj, None)
+        for plugin in self.admission:
+            await plugin.validate(self, res, obj, None, dry_run=dry_run)
 
     async def _store_create(self, res: Resource, obj: dict[str, Any], opts: WriteOptions) -> dict:
         meta = obj["metadata"]
@@ -550,7 +557,7 @@ class GenericRegistry:
             None, obj, manager=manager, force=opts.force,
             model=model_for(res.group, res.version, res.kind), now=rfc3339(),
         )
-        await self._prepare_new(res, namespace, applied)
+        await self._prepare_new(res, namespace, applied, dry_run=opts.dry_run)
         return await self._store_create(res, applied, opts)
 
     async def _write_update(
@@ -606,7 +613,11 @@ class GenericRegistry:
             for key in _STATUS_RESET_META:
                 if key in old_meta:
                     new_meta[key] = old_meta[key]
+        for plugin in self.admission:
+            await plugin.mutate(self, res, new, old)
         self._validate(res, new, old)
+        for plugin in self.admission:
+            await plugin.validate(self, res, new, old, dry_run=opts.dry_run)
         new_meta["managedFields"] = old_meta.get("managedFields")
         if new_meta["managedFields"] is None:
             del new_meta["managedFields"]
