@@ -78,7 +78,8 @@ def write_component_kubeconfigs(pki: PKI, directory: Path, server: str) -> None:
         write_kubeconfig(pki, directory / f"{component}.kubeconfig", server, user, cert, key)
 
 
-async def _run(settings: Settings, *, started: float, with_components: bool) -> int:
+async def _run(settings: Settings, *, started: float, with_components: bool,
+               log_level: str) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -99,7 +100,7 @@ async def _run(settings: Settings, *, started: float, with_components: bool) -> 
     write_kubeconfig(server.pki, kubeconfig, url, ADMIN_USER, *server.pki.client_cert(ADMIN_USER))
     components = settings.data_dir / "components"
     write_component_kubeconfigs(server.pki, components, url)
-    children = _up_components(components) if with_components else []
+    children = _up_components(components, log_level) if with_components else []
     for child in children:
         child.start()
     elapsed = time.monotonic() - started
@@ -112,15 +113,16 @@ async def _run(settings: Settings, *, started: float, with_components: bool) -> 
     return 0
 
 
-def _up_components(components: Path) -> list[Child]:
+def _up_components(components: Path, log_level: str) -> list[Child]:
     """The components `up` runs beside the API server, each its own process and identity.
 
     Later issues add the node agent and the Kubeflow operators here.
     """
     return [
-        Child("controller-manager", ["controller-manager", "--kubeconfig",
+        Child("controller-manager", ["--log-level", log_level, "controller-manager",
+                                     "--kubeconfig",
                                      str(components / "controller-manager.kubeconfig")]),
-        Child("scheduler", ["scheduler", "--kubeconfig",
+        Child("scheduler", ["--log-level", log_level, "scheduler", "--kubeconfig",
                             str(components / "scheduler.kubeconfig")]),
     ]
 
@@ -138,7 +140,8 @@ def _serve(args: argparse.Namespace, *, with_components: bool) -> int:
     started = time.monotonic()
     data_dir = Path(args.data_dir).expanduser().resolve()
     settings = Settings(data_dir=data_dir, port=args.port)
-    return _runner()(_run(settings, started=started, with_components=with_components))
+    return _runner()(_run(settings, started=started, with_components=with_components,
+                          log_level=args.log_level))
 
 
 def _controller_manager(args: argparse.Namespace) -> int:

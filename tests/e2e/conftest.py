@@ -56,10 +56,13 @@ class Cluster:
 def start_cluster(data_dir: Path, home: Path, port: int | None = None) -> Cluster:
     port = port or free_port()
     home.mkdir(parents=True, exist_ok=True)
+    # The server and its child components log to stderr; a file never fills up the way an
+    # unread pipe would (which would block them).
+    log = (home / "pilothouse.log").open("a")
     process = subprocess.Popen(
-        [sys.executable, "-m", "pilothouse.cli", "up", "--data-dir", str(data_dir),
-         "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "pilothouse.cli", "--log-level", "info", "up",
+         "--data-dir", str(data_dir), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=log, text=True,
         env={**os.environ, "HOME": str(home)},
     )
     deadline = time.monotonic() + READY_TIMEOUT
@@ -72,8 +75,9 @@ def start_cluster(data_dir: Path, home: Path, port: int | None = None) -> Cluste
         if process.poll() is not None:
             break
     process.kill()
-    _, err = process.communicate()
-    raise AssertionError(f"pilothouse up did not become ready: {line}\n{err}")
+    process.wait()
+    raise AssertionError(f"pilothouse up did not become ready: {line}\n"
+                         f"{(home / 'pilothouse.log').read_text()[-3000:]}")
 
 
 def stop_cluster(cluster: Cluster) -> None:
