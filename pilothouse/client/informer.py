@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any] | None, dict[str, Any] | None], None]
 IndexFunc = Callable[[dict[str, Any]], Iterable[str]]
 RETRY_SECONDS = 1.0
+SYNC_TIMEOUT = 30.0
 
 
 def object_key(obj: dict[str, Any]) -> str:
@@ -211,11 +212,24 @@ class InformerFactory:
             informer.add_index(name, func)
         return informer
 
-    async def start(self) -> None:
+    async def start(self, *, sync_timeout: float = SYNC_TIMEOUT) -> None:
+        """Start every informer and wait until their caches are filled.
+
+        An informer that cannot list (a resource this server does not serve, or one its
+        identity may not read) is reported by name after `sync_timeout` and keeps
+        retrying; the others are not held up by it.
+        """
         for informer in self._informers.values():
             self._tasks.append(asyncio.create_task(informer.run(),
                                                    name=f"informer-{informer.plural}"))
-        await asyncio.gather(*(i.synced.wait() for i in self._informers.values()))
+        waiting = asyncio.gather(*(i.synced.wait() for i in self._informers.values()))
+        try:
+            await asyncio.wait_for(asyncio.shield(waiting), sync_timeout)
+        except TimeoutError:
+            stuck = [f"{i.api_version}/{i.plural}" for i in self._informers.values()
+                     if not i.synced.is_set()]
+            log.error("caches not synced after %.0fs, still retrying: %s", sync_timeout,
+                      ", ".join(stuck))
 
     async def stop(self) -> None:
         for task in self._tasks:
