@@ -5,15 +5,33 @@ LimitRange defaults, default tolerations) after the kind's own defaulting, and e
 plugin's `validate` (which may only refuse: ResourceQuota) after the kind's validation.
 A refusal is an APIError (403 Forbidden for quota, as a real cluster answers) and the
 write changes nothing. Plugins read other objects through the registry they are given.
+
+The chain, in kube-apiserver's order: LimitRanger (defaults a new pod's container
+resources from the namespace's LimitRanges, then enforces their min/max/ratio on pods and
+claims), DefaultTolerationSeconds (pods tolerate a not-ready or unreachable node for five
+minutes), ResourceQuota (refuses and charges usage; see quota.py).
 """
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
+
+from ..machinery import quota as q
+from ..machinery.meta import now
+from ..machinery.quantity import parse_quantity
+from . import quota
+from .registry.builtin import BUILTIN_RESOURCES
 
 if TYPE_CHECKING:
     from .registry import Resource
     from .registry.generic import GenericRegistry
+
+LIMIT_RANGES = next(r for r in BUILTIN_RESOURCES if (r.group, r.plural) == ("", "limitranges"))
+LIMIT_RANGER_ANNOTATION = "kubernetes.io/limit-ranger"
+DEFAULT_TOLERATION_SECONDS = 300
+NODE_NOT_READY = "node.kubernetes.io/not-ready"
+NODE_UNREACHABLE = "node.kubernetes.io/unreachable"
 
 
 class AdmissionPlugin:
@@ -28,6 +46,246 @@ class AdmissionPlugin:
         return None
 
 
+def _is_pod(res: Resource) -> bool:
+    return (res.group, res.plural) == q.PODS
+
+
+# -- LimitRanger -------------------------------------------------------------------------
+
+
+def _aggregate(problems: list[str]) -> str:
+    """utilerrors.NewAggregate(...).Error(): one message, or `[a, b]` without repeats."""
+    unique = list(dict.fromkeys(problems))
+    return unique[0] if len(unique) == 1 else "[" + ", ".join(unique) + "]"
+
+
+def _min_problem(kind: str, name: str, enforced: str, requests: dict, limits: dict) -> str | None:
+    if name not in requests:
+        return f"minimum {name} usage per {kind} is {enforced}.  No request is specified"
+    if parse_quantity(enforced) > parse_quantity(requests[name]):
+        return f"minimum {name} usage per {kind} is {enforced}, but request is {requests[name]}"
+    if name in limits and parse_quantity(enforced) > parse_quantity(limits[name]):
+        return f"minimum {name} usage per {kind} is {enforced}, but limit is {limits[name]}"
+    return None
+
+
+def _max_problem(kind: str, name: str, enforced: str, requests: dict, limits: dict) -> str | None:
+    if name not in limits:
+        return f"maximum {name} usage per {kind} is {enforced}.  No limit is specified"
+    if parse_quantity(limits[name]) > parse_quantity(enforced):
+        return f"maximum {name} usage per {kind} is {enforced}, but limit is {limits[name]}"
+    if name in requests and parse_quantity(requests[name]) > parse_quantity(enforced):
+        return f"maximum {name} usage per {kind} is {enforced}, but request is {requests[name]}"
+    return None
+
+
+def _max_request_problem(kind: str, name: str, enforced: str, requests: dict) -> str | None:
+    """The max of a kind without limits (claims): checked against the request."""
+    if name not in requests:
+        return f"maximum {name} usage per {kind} is {enforced}.  No request is specified"
+    if parse_quantity(requests[name]) > parse_quantity(enforced):
+        return f"maximum {name} usage per {kind} is {enforced}, but request is {requests[name]}"
+    return None
+
+
+def _ratio_problem(kind: str, name: str, enforced: str, requests: dict,
+                   limits: dict) -> str | None:
+    request = abs(parse_quantity(requests[name])) if name in requests else Decimal(0)
+    limit = abs(parse_quantity(limits[name])) if name in limits else Decimal(0)
+    head = f"{name} max limit to request ratio per {kind} is {enforced}"
+    if not request:
+        return f"{head}, but no request is specified or request is 0"
+    if not limit:
+        return f"{head}, but no limit is specified or limit is 0"
+    if limit > request * parse_quantity(enforced):
+        ratio = (limit / request).quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN)
+        return f"{head}, but provided ratio is {ratio}"
+    return None
+
+
+def _check_item(item: dict[str, Any], requests: dict, limits: dict) -> list[str]:
+    """The min, max and maxLimitRequestRatio problems of one Container or Pod item."""
+    kind = item["type"]
+    problems = [
+        *(_min_problem(kind, n, v, requests, limits) for n, v in sorted(
+            (item.get("min") or {}).items())),
+        *(_max_problem(kind, n, v, requests, limits) for n, v in sorted(
+            (item.get("max") or {}).items())),
+        *(_ratio_problem(kind, n, v, requests, limits) for n, v in sorted(
+            (item.get("maxLimitRequestRatio") or {}).items())),
+    ]
+    return [p for p in problems if p]
+
+
+def _default_container_resources(limit_range: dict[str, Any]) -> tuple[dict, dict]:
+    """(requests, limits) a LimitRange's Container items give containers that lack them."""
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    for item in (limit_range.get("spec") or {}).get("limits") or []:
+        if item.get("type") == "Container":
+            requests.update(item.get("defaultRequest") or {})
+            limits.update(item.get("default") or {})
+    return requests, limits
+
+
+def _merge_defaults(pod: dict[str, Any], requests: dict, limits: dict) -> None:
+    """Fill containers' missing requests and limits; say what was set in the annotation."""
+    if not requests and not limits:
+        return
+    notes: list[str] = []
+    spec = pod.get("spec") or {}
+    for key, label in (("containers", "container"), ("initContainers", "init container")):
+        for container in spec.get(key) or []:
+            resources = container.setdefault("resources", {})
+            own_requests = resources.setdefault("requests", {})
+            own_limits = resources.setdefault("limits", {})
+            set_requests = sorted(n for n in requests if n not in own_requests)
+            set_limits = sorted(n for n in limits if n not in own_limits)
+            own_requests.update({n: requests[n] for n in set_requests})
+            own_limits.update({n: limits[n] for n in set_limits})
+            for name in ("requests", "limits"):
+                if not resources[name]:
+                    del resources[name]
+            name = container.get("name", "")
+            if set_requests:
+                notes.append(f"{', '.join(set_requests)} request for {label} {name}")
+            if set_limits:
+                notes.append(f"{', '.join(set_limits)} limit for {label} {name}")
+    if notes:
+        annotations = pod.setdefault("metadata", {}).setdefault("annotations", {})
+        annotations[LIMIT_RANGER_ANNOTATION] = "LimitRanger plugin set: " + "; ".join(notes)
+
+
+def _pod_problems(limit_range: dict[str, Any], pod: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    spec = pod.get("spec") or {}
+    containers = [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
+    for item in (limit_range.get("spec") or {}).get("limits") or []:
+        if item.get("type") == "Container":
+            for container in containers:
+                resources = container.get("resources") or {}
+                problems += _check_item(item, resources.get("requests") or {},
+                                        resources.get("limits") or {})
+        elif item.get("type") == "Pod":
+            problems += _check_item(item, q.pod_requests(pod, overhead=False),
+                                    q.pod_limits(pod, overhead=False))
+    return problems
+
+
+def _claim_problems(limit_range: dict[str, Any], claim: dict[str, Any],
+                    old: dict[str, Any] | None) -> list[str]:
+    """Storage min/max on a claim's requests; a request an update leaves alone passes."""
+    def requests_of(pvc: dict[str, Any] | None) -> dict[str, str]:
+        return (((pvc or {}).get("spec") or {}).get("resources") or {}).get("requests") or {}
+
+    requests, old_requests = requests_of(claim), requests_of(old)
+
+    def unchanged(name: str) -> bool:
+        return name in requests and name in old_requests and parse_quantity(
+            requests[name]) == parse_quantity(old_requests[name])
+
+    problems: list[str | None] = []
+    for item in (limit_range.get("spec") or {}).get("limits") or []:
+        if item.get("type") != "PersistentVolumeClaim":
+            continue
+        kind = item["type"]
+        problems += [_min_problem(kind, n, v, requests, {})
+                     for n, v in sorted((item.get("min") or {}).items()) if not unchanged(n)]
+        problems += [_max_request_problem(kind, n, v, requests)
+                     for n, v in sorted((item.get("max") or {}).items()) if not unchanged(n)]
+    return [p for p in problems if p]
+
+
+class LimitRanger(AdmissionPlugin):
+    """LimitRange defaults (new pods) and limits (new pods, claims created or resized)."""
+
+    @staticmethod
+    def _applies(res: Resource, old: dict[str, Any] | None) -> bool:
+        if (old or {}).get("metadata", {}).get("deletionTimestamp"):
+            return False
+        if _is_pod(res):
+            return old is None  # a pod's containers cannot change after create
+        return (res.group, res.plural) == q.PERSISTENT_VOLUME_CLAIMS
+
+    @staticmethod
+    async def _limit_ranges(registry: GenericRegistry, obj: dict[str, Any]) -> list[dict]:
+        namespace = (obj.get("metadata") or {}).get("namespace")
+        return (await registry.list(LIMIT_RANGES, namespace)).items if namespace else []
+
+    async def mutate(self, registry: GenericRegistry, res: Resource, obj: dict[str, Any],
+                     old: dict[str, Any] | None) -> None:
+        if not _is_pod(res) or not self._applies(res, old):
+            return
+        limit_ranges = await self._limit_ranges(registry, obj)
+        for limit_range in limit_ranges:
+            _merge_defaults(obj, *_default_container_resources(limit_range))
+
+    async def validate(self, registry: GenericRegistry, res: Resource, obj: dict[str, Any],
+                       old: dict[str, Any] | None, *, dry_run: bool) -> None:
+        if not self._applies(res, old):
+            return
+        for limit_range in await self._limit_ranges(registry, obj):
+            if _is_pod(res):
+                problems = _pod_problems(limit_range, obj)
+            else:
+                problems = _claim_problems(limit_range, obj, old)
+            if problems:
+                raise quota.forbidden(res, obj, _aggregate(problems))
+
+
+# -- DefaultTolerationSeconds ------------------------------------------------------------
+
+
+def _tolerates(tolerations: list[dict[str, Any]], key: str) -> bool:
+    return any(t.get("key") in (key, "", None) and t.get("effect") in ("NoExecute", "", None)
+               for t in tolerations)
+
+
+class DefaultTolerationSeconds(AdmissionPlugin):
+    """Pods tolerate a not-ready or unreachable node for 300 s unless they say otherwise."""
+
+    async def mutate(self, registry: GenericRegistry, res: Resource, obj: dict[str, Any],
+                     old: dict[str, Any] | None) -> None:
+        if not _is_pod(res):
+            return
+        spec = obj.get("spec")
+        if not isinstance(spec, dict) or (old is not None and spec == old.get("spec")):
+            return  # a status write leaves the pod proper alone
+        tolerations = spec.get("tolerations")
+        if not isinstance(tolerations, list):
+            tolerations = []
+        for key in (NODE_NOT_READY, NODE_UNREACHABLE):
+            if not _tolerates(tolerations, key):
+                tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                                    "tolerationSeconds": DEFAULT_TOLERATION_SECONDS})
+        if tolerations:
+            spec["tolerations"] = tolerations
+
+
+# -- ResourceQuota -----------------------------------------------------------------------
+
+
+class ResourceQuota(AdmissionPlugin):
+    """Refuse writes that would exceed a quota in the namespace; charge those admitted."""
+
+    async def validate(self, registry: GenericRegistry, res: Resource, obj: dict[str, Any],
+                       old: dict[str, Any] | None, *, dry_run: bool) -> None:
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace")
+        if not namespace or not quota.handles(res, old):
+            return
+        quotas = (await registry.list(quota.RESOURCE_QUOTAS, namespace)).items
+        if not quotas:
+            return
+        charges = quota.check_request(quotas, res, obj, old, now())
+        if dry_run or not charges:
+            return
+        if old is None and await registry.store.get(res.key(namespace, meta["name"])):
+            return  # the create fails as AlreadyExists: nothing to charge
+        await quota.charge(registry, res, obj, namespace, charges)
+
+
 def default_plugins() -> list[AdmissionPlugin]:
     """The admission chain the server runs, in order."""
-    return []
+    return [LimitRanger(), DefaultTolerationSeconds(), ResourceQuota()]
+

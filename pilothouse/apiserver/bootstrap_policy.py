@@ -405,6 +405,11 @@ def _controller_roles() -> dict[str, list[dict[str, list[str]]]]:
             _rule(["create", "delete", "list", "patch", "watch"], [""], ["pods"]),
             events,
         ],
+        "resourcequota-controller": [
+            _rule(["list", "watch"], ["*"], ["*"]),
+            _rule(["update"], [""], ["resourcequotas/status"]),
+            events,
+        ],
         "service-account-controller": [
             _rule(["create"], [""], ["serviceaccounts"]),
             events,

@@ -30,6 +30,7 @@ from ...machinery import errors
 from ...machinery.apply import record_update, server_side_apply
 from ...machinery.meta import generate_name, metadata, new_uid, now, rfc3339
 from ...machinery.patch import json_patch, merge_patch, strategic_merge_patch
+from ...machinery.quota import pod_qos_class
 from ...machinery.selectors import FieldSelector, LabelSelector, selector_string_from_dict
 from ...store import Compacted, KeyExists, KeyNotFound, KeyValue, RevisionMismatch, Store
 from .. import schema as structural
@@ -270,6 +271,10 @@ class GenericRegistry:
         for plugin in self.admission:
             await plugin.mutate(self, res, obj, None)
         self._validate(res, obj, None)
+        if (res.group, res.kind) == ("", "Pod"):
+            # From the resources admission may have defaulted, once validation has
+            # checked that every quantity parses.
+            obj["status"]["qosClass"] = pod_qos_class(obj)
         for plugin in self.admission:
             await plugin.validate(self, res, obj, None, dry_run=dry_run)
 
@@ -397,7 +402,7 @@ class GenericRegistry:
         if not res.has_status or res.plural in ("nodes", "namespaces"):
             return
         if res.plural == "pods":
-            obj["status"] = {"phase": "Pending", "qosClass": _qos_class(obj)}
+            obj["status"] = {"phase": "Pending"}
         elif res.plural == "persistentvolumeclaims":
             obj["status"] = {"phase": "Pending"}
         elif res.plural == "persistentvolumes":
@@ -919,22 +924,3 @@ def _set_path(obj: dict[str, Any], path: str, value: Any) -> None:
     for part in parts[:-1]:
         target = target.setdefault(part, {})
     target[parts[-1]] = value
-
-
-def _qos_class(pod: dict[str, Any]) -> str:
-    """The pod's QoS class from its containers' requests and limits."""
-    containers = list((pod.get("spec") or {}).get("containers") or [])
-    containers += (pod.get("spec") or {}).get("initContainers") or []
-    any_set = False
-    guaranteed = True
-    for container in containers:
-        resources = container.get("resources") or {}
-        requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
-        if requests or limits:
-            any_set = True
-        for name in ("cpu", "memory"):
-            if name not in limits or requests.get(name, limits.get(name)) != limits.get(name):
-                guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"

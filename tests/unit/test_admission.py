@@ -1,0 +1,211 @@
+"""The admission chain through the generic registry: LimitRanger, default tolerations, quota."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from pilothouse.apiserver.admission import default_plugins
+from pilothouse.apiserver.registry.builtin import BUILTIN_RESOURCES
+from pilothouse.apiserver.registry.generic import GenericRegistry, WriteOptions
+from pilothouse.machinery import errors
+from pilothouse.store.sqlite import SQLiteStore
+
+RES = {r.plural: r for r in BUILTIN_RESOURCES if r.group == ""}
+
+
+@pytest.fixture
+def registry(tmp_path) -> Iterator[GenericRegistry]:
+    store = SQLiteStore.open(tmp_path / "state.db")
+    registry = GenericRegistry(store, default_plugins())
+    asyncio.run(registry.create(RES["namespaces"], None, {"metadata": {"name": "ns"}},
+                                WriteOptions()))
+    yield registry
+    asyncio.run(store.close())
+
+
+def create(registry: GenericRegistry, plural: str, obj: dict, *, dry_run: bool = False) -> dict:
+    return asyncio.run(registry.create(RES[plural], "ns", obj, WriteOptions(dry_run=dry_run)))
+
+
+def get(registry: GenericRegistry, plural: str, name: str) -> dict:
+    return asyncio.run(registry.get(RES[plural], "ns", name))
+
+
+def pod(name: str, *containers: dict, **spec: object) -> dict:
+    return {"metadata": {"name": name},
+            "spec": {"containers": list(containers) or [container("c")], **spec}}
+
+
+def container(name: str, requests: dict | None = None, limits: dict | None = None) -> dict:
+    resources = {}
+    if requests:
+        resources["requests"] = requests
+    if limits:
+        resources["limits"] = limits
+    return {"name": name, "image": "busybox", "resources": resources}
+
+
+def limit_range(*items: dict) -> dict:
+    return {"metadata": {"name": "limits"}, "spec": {"limits": list(items)}}
+
+
+def forbidden(registry: GenericRegistry, plural: str, obj: dict) -> str:
+    with pytest.raises(errors.APIError) as err:
+        create(registry, plural, obj)
+    assert (err.value.code, err.value.reason) == (403, "Forbidden")
+    return err.value.message
+
+
+def add_quota(registry: GenericRegistry, hard: dict, *, name: str = "compute",
+              used: dict | None = None) -> None:
+    """A quota whose status the controller has already counted (all zero by default)."""
+    create(registry, "resourcequotas", {"metadata": {"name": name}, "spec": {"hard": hard}})
+
+    def count(quota: dict) -> None:
+        quota["status"] = {"hard": hard, "used": used or dict.fromkeys(hard, "0")}
+
+    asyncio.run(registry.mutate(RES["resourcequotas"], "ns", name, count))
+
+
+def used(registry: GenericRegistry, name: str = "compute") -> dict:
+    return get(registry, "resourcequotas", name)["status"]["used"]
+
+
+# -- LimitRanger ---------------------------------------------------------------------------
+
+
+def test_limit_range_defaults_a_new_pod_and_says_so(registry):
+    create(registry, "limitranges", limit_range({
+        "type": "Container", "default": {"cpu": "500m", "memory": "256Mi"},
+        "defaultRequest": {"cpu": "100m"}}))
+    created = create(registry, "pods", pod("p", container("a", {"memory": "128Mi"}),
+                                           initContainers=[container("setup")]))
+    resources = created["spec"]["containers"][0]["resources"]
+    assert resources == {"requests": {"cpu": "100m", "memory": "128Mi"},
+                         "limits": {"cpu": "500m", "memory": "256Mi"}}
+    assert created["metadata"]["annotations"]["kubernetes.io/limit-ranger"] == (
+        "LimitRanger plugin set: cpu request for container a; cpu, memory limit for container a; "
+        "cpu, memory request for init container setup; cpu, memory limit for init container setup")
+    assert created["status"]["qosClass"] == "Burstable"
+
+
+def test_limit_range_bounds_containers_and_pods(registry):
+    create(registry, "limitranges", limit_range(
+        {"type": "Container", "max": {"cpu": "1"}, "min": {"cpu": "100m"},
+         "maxLimitRequestRatio": {"cpu": "2"}},
+        {"type": "Pod", "max": {"memory": "1Gi"}}))
+    assert forbidden(registry, "pods", pod("big", container("a", {"cpu": "2"}, {"cpu": "2"}))) == (
+        'pods "big" is forbidden: [maximum cpu usage per Container is 1, but limit is 2, '
+        "maximum memory usage per Pod is 1Gi.  No limit is specified]")
+    ratio = pod("r", container("a", {"cpu": "200m", "memory": "1Gi"}, {"cpu": "1", "memory": "1Gi"}))
+    assert forbidden(registry, "pods", ratio) == (
+        'pods "r" is forbidden: cpu max limit to request ratio per Container is 2, '
+        "but provided ratio is 5.000000")
+    fits = pod("ok", container("a", {"cpu": "500m"}, {"cpu": "1", "memory": "512Mi"}))
+    assert create(registry, "pods", fits)["metadata"]["name"] == "ok"
+
+
+def test_limit_range_bounds_claims_and_lets_an_unchanged_request_stand(registry):
+    def claim(name: str) -> dict:
+        return {"metadata": {"name": name}, "spec": {
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}}
+
+    create(registry, "persistentvolumeclaims", claim("data"))
+    create(registry, "limitranges", limit_range(
+        {"type": "PersistentVolumeClaim", "min": {"storage": "1Gi"}, "max": {"storage": "2Gi"}}))
+    stored = get(registry, "persistentvolumeclaims", "data")
+    stored["metadata"].setdefault("labels", {})["touched"] = "yes"
+    asyncio.run(registry.update(RES["persistentvolumeclaims"], "ns", "data", stored,
+                                WriteOptions()))
+    assert forbidden(registry, "persistentvolumeclaims", claim("more")) == (
+        'persistentvolumeclaims "more" is forbidden: maximum storage usage per '
+        "PersistentVolumeClaim is 2Gi, but request is 5Gi")
+
+
+# -- DefaultTolerationSeconds --------------------------------------------------------------
+
+
+def test_pods_tolerate_unready_and_unreachable_nodes_for_five_minutes(registry):
+    tolerations = create(registry, "pods", pod("p"))["spec"]["tolerations"]
+    assert tolerations == [
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
+         "tolerationSeconds": 300},
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+         "tolerationSeconds": 300}]
+    everything = [{"operator": "Exists"}]
+    assert create(registry, "pods", pod("q", tolerations=everything))["spec"][
+        "tolerations"] == everything
+
+
+# -- ResourceQuota -------------------------------------------------------------------------
+
+
+def test_quota_charges_creates_and_refuses_past_the_limit(registry):
+    add_quota(registry, {"pods": "2", "requests.cpu": "1"})
+    create(registry, "pods", pod("a", container("c", {"cpu": "500m"})))
+    create(registry, "pods", pod("b", container("c", {"cpu": "250m"})))
+    assert used(registry) == {"pods": "2", "requests.cpu": "750m"}
+    assert forbidden(registry, "pods", pod("c", container("c", {"cpu": "100m"}))) == (
+        'pods "c" is forbidden: exceeded quota: compute, requested: pods=1, used: pods=2, '
+        "limited: pods=2")
+    assert used(registry) == {"pods": "2", "requests.cpu": "750m"}
+
+
+def test_quota_requires_what_it_constrains_and_waits_for_its_first_count(registry):
+    create(registry, "resourcequotas", {"metadata": {"name": "fresh"},
+                                        "spec": {"hard": {"pods": "5"}}})
+    asyncio.run(registry.mutate(RES["resourcequotas"], "ns", "fresh",
+                                lambda quota: quota.update(status={"hard": {"pods": "5"}})))
+    assert "status unknown for quota: fresh, resources: pods" in forbidden(
+        registry, "pods", pod("a"))
+    asyncio.run(registry.delete(RES["resourcequotas"], "ns", "fresh", {}, WriteOptions()))
+    add_quota(registry, {"limits.memory": "1Gi", "requests.cpu": "1"})
+    assert forbidden(registry, "pods", pod("a", container("x", {"cpu": "1"}), container("y"))) == (
+        'pods "a" is forbidden: failed quota: compute: must specify limits.memory for: x,y; '
+        "requests.cpu for: y")
+
+
+def test_dry_runs_duplicates_and_pod_updates_are_not_charged(registry):
+    add_quota(registry, {"pods": "3"})
+    create(registry, "pods", pod("a"), dry_run=True)
+    assert used(registry) == {"pods": "0"}
+    created = create(registry, "pods", pod("a"))
+    with pytest.raises(errors.APIError, match="already exists"):
+        create(registry, "pods", pod("a"))
+    created["metadata"]["labels"] = {"tier": "web"}
+    asyncio.run(registry.update(RES["pods"], "ns", "a", created, WriteOptions()))
+    assert used(registry) == {"pods": "1"}
+
+
+def test_concurrent_creates_cannot_share_the_last_unit(registry):
+    add_quota(registry, {"count/configmaps": "2"})
+
+    async def race() -> list[object]:
+        return await asyncio.gather(*(
+            registry.create(RES["configmaps"], "ns", {"metadata": {"name": f"cm{i}"}},
+                            WriteOptions()) for i in range(6)), return_exceptions=True)
+
+    results = asyncio.run(race())
+    refused = [r for r in results if isinstance(r, errors.APIError)]
+    assert len(refused) == 4 and all(r.code == 403 for r in refused)
+    assert used(registry) == {"count/configmaps": "2"}
+
+
+def test_a_refusal_by_a_later_quota_hands_back_earlier_charges(registry):
+    add_quota(registry, {"pods": "5"}, name="a-roomy")
+    add_quota(registry, {"count/pods": "1"}, name="b-tight", used={"count/pods": "1"})
+    assert "exceeded quota: b-tight" in forbidden(registry, "pods", pod("p"))
+    assert used(registry, "a-roomy") == {"pods": "0"}
+
+
+def test_service_updates_are_charged_for_new_node_ports(registry):
+    add_quota(registry, {"services.nodeports": "1"})
+    svc = create(registry, "services", {"metadata": {"name": "web"}, "spec": {
+        "ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443}], "selector": {"app": "web"}}})
+    svc["spec"]["type"] = "NodePort"
+    with pytest.raises(errors.APIError) as err:
+        asyncio.run(registry.update(RES["services"], "ns", "web", svc, WriteOptions()))
+    assert "requested: services.nodeports=2, used: services.nodeports=0" in err.value.message
