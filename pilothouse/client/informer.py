@@ -75,6 +75,8 @@ class Informer:
     label_selector: str | None = None
     field_selector: str | None = None
     indexers: dict[str, IndexFunc] = field(default_factory=dict)
+    #: Applied to every object before it is cached (e.g. keep only metadata).
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         self.indexers = {**BUILTIN_INDEXES, **self.indexers}
@@ -114,6 +116,8 @@ class Informer:
     # -- keeping it current ------------------------------------------------------------
 
     def _store(self, key: str, obj: dict[str, Any] | None) -> dict[str, Any] | None:
+        if obj is not None and self.transform is not None:
+            obj = self.transform(obj)
         old = self._items.get(key)
         if old is not None:
             for name, func in self.indexers.items():

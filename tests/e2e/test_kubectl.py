@@ -169,7 +169,9 @@ def test_watch_sees_changes(cluster: Cluster) -> None:
 def test_namespace_deletion_stops_new_content(cluster: Cluster) -> None:
     k = cluster.kubectl
     k("create", "namespace", "doomed")
-    k("create", "configmap", "c", "-n", "doomed")
+    # A finalizer holds the content, so the namespace controller cannot finish at once.
+    k("apply", "-f", "-", input="apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n"
+      "  namespace: doomed\n  finalizers: [example.com/hold]\n")
     k("delete", "namespace", "doomed", "--wait=false")
     assert k("get", "ns", "doomed", "-o", "jsonpath={.status.phase}").stdout == "Terminating"
     refused = k("create", "configmap", "d", "-n", "doomed", check=False)
@@ -177,6 +179,10 @@ def test_namespace_deletion_stops_new_content(cluster: Cluster) -> None:
     assert "because it is being terminated" in refused.stderr
     missing = k("create", "configmap", "d", "-n", "nowhere", check=False)
     assert 'namespaces "nowhere" not found' in missing.stderr
+    released = k("patch", "configmap", "c", "-n", "doomed", "--type=merge",
+                 "-p", '{"metadata":{"finalizers":null}}')
+    assert "configmap/c patched" in released.stdout  # the object, not a Status, comes back
+    k("wait", "--for=delete", "namespace/doomed", "--timeout=30s")
 
 
 def test_crd_and_custom_resources(cluster: Cluster) -> None:

@@ -810,7 +810,7 @@ class GenericRegistry:
         grace = self._grace_period(res, obj, options)
         pending = bool(finalizers) or grace > 0 or _namespace_spec_finalizers(res, obj)
         if not pending:
-            deleted = await self._remove(res, kv, obj, opts)
+            deleted = await self._remove(res, kv, obj, opts, answer_with_status=True)
             return deleted, True
         new = copy.deepcopy(obj)
         new_meta = new["metadata"]
@@ -850,15 +850,20 @@ class GenericRegistry:
         return max(requested, 0)
 
     async def _remove(
-        self, res: Resource, kv: KeyValue, obj: dict[str, Any], opts: WriteOptions
+        self, res: Resource, kv: KeyValue, obj: dict[str, Any], opts: WriteOptions, *,
+        answer_with_status: bool = False,
     ) -> dict[str, Any]:
+        """Delete the stored object now. A DELETE of most kinds answers with a Status
+        (ReturnDeletedObject is false for them); an update that released the last
+        finalizer answers with the object, as a real server does."""
         if not opts.dry_run:
             try:
                 gone = await self.store.delete(kv.key, expected_revision=kv.mod_revision)
             except KeyNotFound:
                 raise errors.not_found(res.plural, obj["metadata"]["name"], res.group) from None
             obj["metadata"]["resourceVersion"] = str(gone.mod_revision)
-        if res.custom or (res.group, res.kind) in RETURNS_DELETED_OBJECT:
+        if not answer_with_status or res.custom or (res.group, res.kind) in \
+                RETURNS_DELETED_OBJECT:
             return obj
         meta = obj["metadata"]
         details = {"name": meta["name"], "kind": res.plural, "uid": meta.get("uid")}
