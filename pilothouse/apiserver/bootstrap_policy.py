@@ -259,6 +259,12 @@ def _component_roles() -> list[dict[str, Any]]:
                 _rule(_READ, [""], ["namespaces"]),
                 _rule(_READ, ["storage.k8s.io"], ["csidrivers"]),
                 _rule(_READ, ["storage.k8s.io"], ["csistoragecapacities"]),
+                # Gang scheduling (the coscheduling plugin, as scheduler-plugins ships it):
+                # the scheduler installs the PodGroup CRD if absent and reads the groups.
+                _rule(["get", "create"], ["apiextensions.k8s.io"],
+                      ["customresourcedefinitions"]),
+                _rule(_READ, ["scheduling.x-k8s.io"], ["podgroups"]),
+                _rule(["patch", "update"], ["scheduling.x-k8s.io"], ["podgroups/status"]),
             ],
         ),
         _cluster_role(
