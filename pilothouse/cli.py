@@ -139,7 +139,10 @@ def _runner() -> Callable[[Awaitable[Any]], Any]:
 def _serve(args: argparse.Namespace, *, with_components: bool) -> int:
     started = time.monotonic()
     data_dir = Path(args.data_dir).expanduser().resolve()
-    settings = Settings(data_dir=data_dir, port=args.port)
+    settings = Settings(
+        data_dir=data_dir, port=args.port,
+        default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
+        default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds)
     return _runner()(_run(settings, started=started, with_components=with_components,
                           log_level=args.log_level))
 
@@ -152,8 +155,7 @@ def _controller_manager(args: argparse.Namespace) -> int:
     try:
         _runner()(_until_signal(run_controller_manager(
             args.kubeconfig, only=only, leader_elect=args.leader_elect,
-            settings={"pod_eviction_timeout": args.pod_eviction_timeout,
-                      "node_monitor_grace_period": args.node_monitor_grace_period})))
+            settings={"node_monitor_grace_period": args.node_monitor_grace_period})))
     except ValueError as exc:
         print(f"pilothouse controller-manager: {exc}", file=sys.stderr)
         return 2
@@ -183,7 +185,8 @@ def _node(args: argparse.Namespace) -> int:
     capacity = {"cpu": args.cpu, "memory": args.memory, "pods": str(args.max_pods)}
     _runner()(_until_signal(run_hollow_nodes(
         args.kubeconfig, count=args.hollow, prefix=args.name_prefix, capacity=capacity,
-        labels=labels, taints=taints)))
+        labels=labels, taints=taints,
+        lease_duration_seconds=args.node_lease_duration_seconds)))
     return 0
 
 
@@ -243,13 +246,16 @@ def main(argv: list[str] | None = None) -> int:
                               "(default ~/.pilothouse)")
         sub.add_argument("--port", type=_port, default=DEFAULT_PORT,
                          help="HTTPS port on 127.0.0.1 (default 6443)")
+        for condition in ("not-ready", "unreachable"):
+            sub.add_argument(f"--default-{condition}-toleration-seconds", type=_count,
+                             default=300,
+                             help=f"how long pods tolerate a {condition} node unless they "
+                                  "say otherwise (default 300)")
     manager = commands.add_parser("controller-manager", help="run the built-in controllers")
     manager.add_argument("--kubeconfig", required=True)
     manager.add_argument("--controllers", default="",
                          help="comma-separated controller names (default: all)")
     manager.add_argument("--no-leader-elect", dest="leader_elect", action="store_false")
-    manager.add_argument("--pod-eviction-timeout", type=_seconds, default=300.0,
-                         help="seconds an unreachable node's pods are tolerated (default 300)")
     manager.add_argument("--node-monitor-grace-period", type=_seconds, default=40.0,
                          help="seconds without a heartbeat before a node is NotReady "
                               "(default 40)")
@@ -266,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     node.add_argument("--max-pods", type=_count, default=110)
     node.add_argument("--node-labels", default="")
     node.add_argument("--register-with-taints", default="")
+    node.add_argument("--node-lease-duration-seconds", type=_positive, default=40,
+                      help="the nodes' Lease duration; renewed every quarter of it "
+                           "(default 40, as the kubelet)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -285,6 +294,13 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
     return value
 
 

@@ -242,7 +242,13 @@ def _tolerates(tolerations: list[dict[str, Any]], key: str) -> bool:
 
 
 class DefaultTolerationSeconds(AdmissionPlugin):
-    """Pods tolerate a not-ready or unreachable node for 300 s unless they say otherwise."""
+    """Pods tolerate a not-ready or unreachable node for 300 s (the API server's
+    --default-not-ready/unreachable-toleration-seconds) unless they say otherwise."""
+
+    def __init__(self, *, not_ready_seconds: int = DEFAULT_TOLERATION_SECONDS,
+                 unreachable_seconds: int = DEFAULT_TOLERATION_SECONDS) -> None:
+        self.seconds = {NODE_NOT_READY: not_ready_seconds,
+                        NODE_UNREACHABLE: unreachable_seconds}
 
     async def mutate(self, registry: GenericRegistry, res: Resource, obj: dict[str, Any],
                      old: dict[str, Any] | None) -> None:
@@ -257,7 +263,7 @@ class DefaultTolerationSeconds(AdmissionPlugin):
         for key in (NODE_NOT_READY, NODE_UNREACHABLE):
             if not _tolerates(tolerations, key):
                 tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
-                                    "tolerationSeconds": DEFAULT_TOLERATION_SECONDS})
+                                    "tolerationSeconds": self.seconds[key]})
         if tolerations:
             spec["tolerations"] = tolerations
 
@@ -285,7 +291,12 @@ class ResourceQuota(AdmissionPlugin):
         await quota.charge(registry, res, obj, namespace, charges)
 
 
-def default_plugins() -> list[AdmissionPlugin]:
+def default_plugins(*, not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
+                    unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
+                    ) -> list[AdmissionPlugin]:
     """The admission chain the server runs, in order."""
-    return [LimitRanger(), DefaultTolerationSeconds(), ResourceQuota()]
+    return [LimitRanger(),
+            DefaultTolerationSeconds(not_ready_seconds=not_ready_toleration_seconds,
+                                     unreachable_seconds=unreachable_toleration_seconds),
+            ResourceQuota()]
 

@@ -87,6 +87,9 @@ class Settings:
     data_dir: Path
     port: int = 6443
     host: str = "127.0.0.1"
+    #: How long pods tolerate a not-ready / unreachable node unless they say otherwise.
+    default_not_ready_toleration_seconds: int = 300
+    default_unreachable_toleration_seconds: int = 300
 
 
 class APIServer:
@@ -106,7 +109,9 @@ class APIServer:
         # to import; load them off the event loop while the rest starts.
         threading.Thread(target=_warm_and_freeze, name="openapi-warm", daemon=True).start()
         table = ResourceTable()
-        registry = GenericRegistry(store, default_plugins())
+        registry = GenericRegistry(store, default_plugins(
+            not_ready_toleration_seconds=settings.default_not_ready_toleration_seconds,
+            unreachable_toleration_seconds=settings.default_unreachable_toleration_seconds))
         watch_cache = WatchCache(store)
         await watch_cache.start()
         authorizer = RBACAuthorizer()
