@@ -8,8 +8,6 @@ their containers exit with that code after `pilothouse.dev/hollow-run-seconds`.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,7 +15,7 @@ from datetime import UTC, datetime
 import pytest
 import yaml
 
-from .conftest import Cluster
+from .conftest import Cluster, hollow_nodes
 
 NAMESPACE = "batch-e2e"
 NODES = 2
@@ -62,38 +60,18 @@ def condition(obj: dict, kind: str) -> dict | None:
                  if c["type"] == kind), None)
 
 
-def ready_nodes(cluster: Cluster) -> list[str]:
-    items = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
-    return [n["metadata"]["name"] for n in items
-            if n["metadata"]["name"].startswith("batch-node-") and (condition(n, "Ready") or {}
-                                                                   ).get("status") == "True"]
-
-
 @pytest.fixture(scope="module", autouse=True)
 def batch_cluster(cluster: Cluster) -> Iterator[Cluster]:
     """A namespace, hollow nodes, and the every-minute CronJob, created first so that its
     wait for the next minute overlaps the other tests."""
     cluster.kubectl("create", "namespace", NAMESPACE)
-    nodes = subprocess.Popen(
-        [sys.executable, "-m", "pilothouse.cli", "node", "--hollow", str(NODES),
-         "--kubeconfig", str(cluster.data_dir / "components" / "node.kubeconfig"),
-         "--name-prefix", "batch-node-"],
-        env=cluster.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
+    with hollow_nodes(cluster, NODES, "batch-node-"):
         cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump({
             "apiVersion": "batch/v1", "kind": "CronJob",
             "metadata": {"name": "tick", "namespace": NAMESPACE},
             "spec": {"schedule": "* * * * *", "concurrencyPolicy": "Forbid",
                      "jobTemplate": {"spec": {"template": pod_template(0)}}}}))
-        deadline = time.monotonic() + 30
-        while len(ready_nodes(cluster)) < NODES:
-            assert nodes.poll() is None, f"hollow nodes exited: {nodes.stderr.read()}"
-            assert time.monotonic() < deadline, "the hollow nodes did not become Ready"
-            time.sleep(0.5)
         yield cluster
-    finally:
-        nodes.terminate()
-        nodes.wait(10)
 
 
 def test_job_runs_completions_with_parallelism_to_complete(batch_cluster: Cluster):

@@ -196,7 +196,9 @@ def test_services_get_cluster_ips(cluster: Cluster) -> None:
 
 def test_binding_and_graceful_pod_deletion(cluster: Cluster) -> None:
     core = client.CoreV1Api(api_client(cluster))
-    core.create_namespaced_pod("default", pod("graceful"))
+    manual = pod("graceful")
+    manual.spec.scheduler_name = "nobody"  # bound by this test, not by the scheduler
+    core.create_namespaced_pod("default", manual)
     binding = client.V1Binding(metadata=client.V1ObjectMeta(name="graceful"),
                                target=client.V1ObjectReference(kind="Node", name="node-a"))
     core.create_namespaced_pod_binding("graceful", "default", binding,

@@ -4,38 +4,12 @@ that suit them, and a pod or gang that fits nowhere says why and waits."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import yaml
 
-from .conftest import Cluster
-
-
-@contextmanager
-def hollow_nodes(cluster: Cluster, count: int, prefix: str, *args: str) -> Iterator[None]:
-    """`pilothouse node --hollow` for the duration of a test; waits until they are Ready."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pilothouse.cli", "node", "--hollow", str(count),
-         "--kubeconfig", str(cluster.data_dir / "components" / "node.kubeconfig"),
-         "--name-prefix", prefix, *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: sum(1 for n in nodes(cluster) if n["metadata"]["name"].startswith(prefix)
-                             and _ready(n)) == count, f"{count} Ready nodes {prefix}*")
-        yield
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def _ready(node: dict[str, Any]) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True"
-               for c in node.get("status", {}).get("conditions", []))
+from .conftest import Cluster, hollow_nodes, wait_for
 
 
 def nodes(cluster: Cluster) -> list[dict[str, Any]]:
@@ -44,16 +18,6 @@ def nodes(cluster: Cluster) -> list[dict[str, Any]]:
 
 def pod(cluster: Cluster, name: str, namespace: str) -> dict[str, Any]:
     return json.loads(cluster.kubectl("get", "pod", name, "-n", namespace, "-o", "json").stdout)
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def pod_manifest(name: str, *, cpu: str = "100m", labels: dict[str, str] | None = None,

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from .conftest import Cluster
+from .conftest import Cluster, hollow_nodes, wait_for
 
 NODES = 3
 #: How long the first pod may take to be scheduled and run (scheduler and nodes start).
@@ -34,43 +31,11 @@ def diagnostics(cluster: Cluster, namespace: str) -> str:
     return f"{shown.stdout}{shown.stderr}\n{events.stdout}"
 
 
-def wait_for(check: Callable[[], bool], what: str, *, timeout: float = 30,
-             explain: Callable[[], str] = lambda: "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{explain()}")
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def nodes(cluster: Cluster) -> Iterator[list[str]]:
-    """Hollow nodes under a unique prefix, registered and ready; stopped afterwards."""
-    prefix = f"wl-{secrets.token_hex(3)}-"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pilothouse.cli", "node", "--hollow", str(NODES),
-         "--kubeconfig", str(cluster.data_dir / "components" / "node.kubeconfig"),
-         "--name-prefix", prefix],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=cluster.env)
-    names = [f"{prefix}{i}" for i in range(NODES)]
-
-    def registered() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"hollow nodes exited: {process.communicate()[1]}")
-        listed = {n["metadata"]["name"] for n in get_json(cluster, "nodes")["items"]}
-        return set(names) <= listed
-
-    try:
-        wait_for(registered, f"{NODES} hollow nodes to register", timeout=20)
+    """Hollow nodes under a unique prefix, registered and ready; removed afterwards."""
+    with hollow_nodes(cluster, NODES, f"wl-{secrets.token_hex(3)}-") as names:
         yield names
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        cluster.kubectl("delete", "node", *names, "--wait=false", check=False)
 
 
 @pytest.fixture(scope="module")
