@@ -98,8 +98,11 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
     running = NodeCluster(cluster, cluster.home / "pilothouse.log")
     running.spawn("-m", "pilothouse.cli", "--log-level", "info", "controller-manager",
                   "--kubeconfig", str(data_dir / "components" / "controller-manager.kubeconfig"),
-                  "--controllers", "node-lifecycle-controller", "--no-leader-elect",
+                  "--controllers", "node-lifecycle-controller,replicaset-controller",
+                  "--no-leader-elect",
                   "--node-monitor-grace-period", str(GRACE_SECONDS))
+    running.spawn("-m", "pilothouse.cli", "--log-level", "info", "scheduler",
+                  "--kubeconfig", str(data_dir / "components" / "scheduler.kubeconfig"))
     try:
         running.hollow("hollow-", 3)
         yield running
@@ -133,7 +136,7 @@ def test_kubectl_lists_hollow_nodes_ready_with_their_lease(nodes: NodeCluster) -
 
 
 def test_a_bound_pod_runs_on_its_node_and_deletes_promptly(nodes: NodeCluster) -> None:
-    nodes.create_pod("web")
+    nodes.create_pod("web", schedulerName="nobody")  # bound by hand below
     uid = nodes.kubectl("get", "pod", "web", "-o", "jsonpath={.metadata.uid}").stdout
     binding = {"apiVersion": "v1", "kind": "Binding",
                "metadata": {"name": "web", "namespace": "default", "uid": uid},
@@ -237,6 +240,38 @@ def test_a_dead_node_goes_unreachable_and_its_pods_are_evicted(nodes: NodeCluste
         return any(c["type"] == "Ready" and c["status"] == "True"
                    for c in pod.get("status", {}).get("conditions", []))
     wait_for(ready_again, "the surviving pod to be Ready again", timeout=5)
+
+
+def test_a_dead_nodes_replica_set_pod_is_replaced_on_a_live_node(nodes: NodeCluster) -> None:
+    kubelet = nodes.hollow("lost-", 1)
+    nodes.kubectl("cordon", "hollow-0")  # so the first pod can only land on lost-0
+    nodes.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "survivor", "namespace": "default"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "survivor"}},
+                 "template": {"metadata": {"labels": {"app": "survivor"}}, "spec": {
+                     "containers": [{"name": "main", "image": "busybox:1.36"}],
+                     "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                         "nodeSelectorTerms": [{"matchExpressions": [{
+                             "key": "kubernetes.io/hostname", "operator": "In",
+                             "values": ["lost-0", "hollow-0"]}]}]}}}}}}}))
+
+    def running_on() -> str | None:
+        items = json.loads(nodes.kubectl("get", "pods", "-l", "app=survivor", "-o",
+                                         "json").stdout)["items"]
+        live = [p for p in items if not p["metadata"].get("deletionTimestamp")
+                and p["status"].get("phase") == "Running"]
+        return live[0]["spec"]["nodeName"] if len(live) == 1 else None
+
+    assert wait_for(running_on, "the ReplicaSet's pod to run") == "lost-0"
+    nodes.kubectl("uncordon", "hollow-0")
+    kubelet.send_signal(signal.SIGKILL)
+    kubelet.wait()
+    # grace period, then the default toleration (EVICTION_SECONDS), then a new pod placed
+    # by the scheduler away from the unreachable node.
+    wait_for(lambda: running_on() == "hollow-0", "a replacement pod on the live node",
+             timeout=GRACE_SECONDS + EVICTION_SECONDS + 20)
+    nodes.kubectl("delete", "rs", "survivor")
 
 
 def test_the_node_command_registers_labels_and_taints_and_stops_on_sigterm(
