@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..client import ApiError, Client
+from ..client import ApiError, Client, Informer, object_key
 from ..machinery.meta import parse_time, rfc3339
-from ..machinery.selectors import LabelSelector
+from ..machinery.selectors import LabelSelector, label_selector_from_dict
 
 #: How long a controller waits for the cache to show its own creates and deletes before
 #: it stops trusting its expectations (client-go's ExpectationsTimeout).
@@ -35,6 +35,21 @@ SLOW_START_INITIAL_BATCH = 1
 
 def meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return obj.get("metadata") or {}
+
+
+def selecting_owners(owners: Informer, namespace: str,
+                     labels: Mapping[str, str]) -> list[str]:
+    """Keys of the objects in `namespace` whose non-empty spec.selector matches `labels`
+    (the would-be owners of an orphan, as GetPodReplicaSets and friends find them)."""
+    keys = []
+    for owner in owners.by_index("namespace", namespace):
+        try:
+            selector = label_selector_from_dict((owner.get("spec") or {}).get("selector"))
+        except ValueError:
+            continue
+        if not selector.empty and selector.matches(labels):
+            keys.append(object_key(owner))
+    return keys
 
 
 def controller_of(obj: Mapping[str, Any]) -> dict[str, Any] | None:

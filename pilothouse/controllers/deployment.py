@@ -49,6 +49,7 @@ from ._workloads import (
     new_condition,
     omit_zero,
     remove_condition,
+    selecting_owners,
     set_condition,
     with_kind,
 )
@@ -608,16 +609,8 @@ class DeploymentController(Controller):
         return key
 
     def _matching_deployments(self, rs: RS) -> list[str]:
-        labels = meta(rs).get("labels") or {}
-        keys = []
-        for d in self.deployments.by_index("namespace", meta(rs).get("namespace") or ""):
-            try:
-                selector = label_selector_from_dict((d.get("spec") or {}).get("selector"))
-            except ValueError:
-                continue
-            if not selector.empty and selector.matches(labels):
-                keys.append(object_key(d))
-        return keys
+        return selecting_owners(self.deployments, meta(rs).get("namespace") or "",
+                                meta(rs).get("labels") or {})
 
     def _on_replicaset(self, old: RS | None, new: RS | None) -> None:
         if new is None or old is None:

@@ -44,6 +44,7 @@ from ._workloads import (
     pod_from_template,
     pod_ready_since,
     remove_condition,
+    selecting_owners,
     set_condition,
     slow_start_batch,
     with_kind,
@@ -221,16 +222,8 @@ class ReplicaSetController(Controller):
         return key
 
     def _matching_replicasets(self, pod: dict[str, Any]) -> list[str]:
-        labels = meta(pod).get("labels") or {}
-        keys = []
-        for rs in self.replicasets.by_index("namespace", meta(pod).get("namespace") or ""):
-            try:
-                selector = label_selector_from_dict((rs.get("spec") or {}).get("selector"))
-            except ValueError:
-                continue
-            if not selector.empty and selector.matches(labels):
-                keys.append(object_key(rs))
-        return keys
+        return selecting_owners(self.replicasets, meta(pod).get("namespace") or "",
+                                meta(pod).get("labels") or {})
 
     def _on_pod(self, old: dict | None, new: dict | None) -> None:
         if new is None:
