@@ -18,7 +18,7 @@ import asyncio
 import logging
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -124,24 +124,35 @@ class Controller(ABC):
                 task.cancel()
 
     async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            if key is None:
-                return
-            try:
-                again = await self.reconcile(key)
-            except Exception as err:
-                level = logging.INFO if isinstance(err, ApiError) and err.conflict else \
-                    logging.WARNING
-                log.log(level, "%s: reconciling %s failed: %s", self.name, key, err,
-                        exc_info=level == logging.WARNING and not isinstance(err, ApiError))
-                self.queue.add_rate_limited(key)
+        await process_queue(self.queue, self.reconcile, name=self.name)
+
+
+async def process_queue(queue: WorkQueue, sync: Callable[[str], Awaitable[float | None]], *,
+                        name: str) -> None:
+    """One worker: take keys until the queue shuts down, `sync` each, and requeue.
+
+    A key whose sync raises is retried with backoff (a write conflict is routine and
+    logged quietly); one whose sync returns seconds is looked at again after them.
+    """
+    while True:
+        key = await queue.get()
+        if key is None:
+            return
+        try:
+            again = await sync(key)
+        except Exception as err:
+            if isinstance(err, ApiError) and err.conflict:
+                log.info("%s: %s changed meanwhile; retrying", name, key)
             else:
-                self.queue.forget(key)
-                if again is not None:
-                    self.queue.add_after(key, again)
-            finally:
-                self.queue.done(key)
+                log.warning("%s: syncing %s failed: %s", name, key, err,
+                            exc_info=not isinstance(err, ApiError | OSError | TimeoutError))
+            queue.add_rate_limited(key)
+        else:
+            queue.forget(key)
+            if again is not None:
+                queue.add_after(key, again)
+        finally:
+            queue.done(key)
 
 
 class LeaderElector:

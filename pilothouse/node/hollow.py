@@ -44,6 +44,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..client import ApiError, Client, Informer, WorkQueue, object_key, split_key
+from ..client.controller import process_queue
 from ..machinery.meta import now as utcnow
 from ..machinery.meta import parse_time, rfc3339, rfc3339_micro
 
@@ -408,7 +409,9 @@ class HollowNodes:
             await asyncio.gather(*(self._register(name) for name in self.ips))
             log.info("%d hollow nodes registered", len(self.ips))
             tasks.append(asyncio.create_task(self._heartbeat(), name="hollow-heartbeat"))
-            tasks += [asyncio.create_task(self._worker(), name=f"hollow-pods-{i}")
+            tasks += [asyncio.create_task(process_queue(self.queue, self._sync,
+                                                        name="hollow kubelet"),
+                                          name=f"hollow-pods-{i}")
                       for i in range(POD_WORKERS)]
             await asyncio.gather(*tasks)
         finally:
@@ -515,24 +518,9 @@ class HollowNodes:
                 self._used_ips.add(text)
                 return text
 
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            if key is None:
-                return
-            try:
-                again = await (self._sync_pod(key) if "/" in key else self._sync_node(key))
-            except Exception as err:
-                if not (isinstance(err, ApiError) and err.conflict):
-                    log.warning("hollow kubelet: syncing %s failed: %s", key, err,
-                                exc_info=not isinstance(err, ApiError | OSError | TimeoutError))
-                self.queue.add_rate_limited(key)
-            else:
-                self.queue.forget(key)
-                if again is not None:
-                    self.queue.add_after(key, again)
-            finally:
-                self.queue.done(key)
+    async def _sync(self, key: str) -> float | None:
+        """Pod keys are `namespace/name`; node keys are bare names."""
+        return await (self._sync_pod(key) if "/" in key else self._sync_node(key))
 
     async def _sync_node(self, name: str) -> None:
         node = self.nodes.get(name)
