@@ -17,6 +17,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
+from ..machinery import errors
 from ..machinery import quota as q
 from ..machinery.meta import now
 from ..machinery.quantity import parse_quantity
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from .registry.generic import GenericRegistry
 
 LIMIT_RANGES = next(r for r in BUILTIN_RESOURCES if (r.group, r.plural) == ("", "limitranges"))
+PRIORITY_CLASSES = next(r for r in BUILTIN_RESOURCES
+                        if (r.group, r.plural) == ("scheduling.k8s.io", "priorityclasses"))
+DEFAULT_PREEMPTION_POLICY = "PreemptLowerPriority"
 LIMIT_RANGER_ANNOTATION = "kubernetes.io/limit-ranger"
 DEFAULT_TOLERATION_SECONDS = 300
 NODE_NOT_READY = "node.kubernetes.io/not-ready"
@@ -241,6 +245,51 @@ def _tolerates(tolerations: list[dict[str, Any]], key: str) -> bool:
                for t in tolerations)
 
 
+class Priority(AdmissionPlugin):
+    """A new pod's spec.priority and preemptionPolicy come from its PriorityClass (or the
+    globalDefault one, else 0), as the Priority admission plugin sets them; a pod may not
+    state its own values, and naming a missing class is refused."""
+
+    async def mutate(self, registry: GenericRegistry, res: Resource, obj: dict[str, Any],
+                     old: dict[str, Any] | None) -> None:
+        spec = obj.get("spec")
+        if not _is_pod(res) or old is not None or not isinstance(spec, dict):
+            return
+        name = spec.get("priorityClassName")
+        pod_name = (obj.get("metadata") or {}).get("name", "")
+        if name:
+            try:
+                chosen: dict[str, Any] | None = await registry.get(PRIORITY_CLASSES, None, name)
+            except errors.APIError as err:
+                if err.code != 404:
+                    raise
+                raise errors.APIError(
+                    403, "Forbidden", f'pods "{pod_name}" is forbidden: no PriorityClass with '
+                    f"name {name} was found", name=pod_name, kind="pods") from None
+        else:
+            classes = (await registry.list(PRIORITY_CLASSES, None)).items
+            defaults = [c for c in classes if c.get("globalDefault")]
+            chosen = min(defaults, key=lambda c: c.get("value", 0)) if defaults else None
+            if chosen is not None:
+                spec["priorityClassName"] = chosen["metadata"]["name"]
+        value = chosen.get("value", 0) if chosen else 0
+        policy = (chosen or {}).get("preemptionPolicy") or DEFAULT_PREEMPTION_POLICY
+        if spec.get("priority") is not None and spec["priority"] != value:
+            raise errors.APIError(
+                403, "Forbidden", f'pods "{pod_name}" is forbidden: the integer value of '
+                f"priority ({spec['priority']}) must not be provided in pod spec; priority "
+                f"admission controller computed {value} from the given PriorityClass name",
+                name=pod_name, kind="pods")
+        if spec.get("preemptionPolicy") and spec["preemptionPolicy"] != policy:
+            raise errors.APIError(
+                403, "Forbidden", f'pods "{pod_name}" is forbidden: the string value of '
+                f"PreemptionPolicy ({spec['preemptionPolicy']}) must not be provided in pod "
+                f"spec; priority admission controller computed {policy} from the given "
+                "PriorityClass name", name=pod_name, kind="pods")
+        spec["priority"] = value
+        spec["preemptionPolicy"] = policy
+
+
 class DefaultTolerationSeconds(AdmissionPlugin):
     """Pods tolerate a not-ready or unreachable node for 300 s (the API server's
     --default-not-ready/unreachable-toleration-seconds) unless they say otherwise."""
@@ -296,6 +345,7 @@ def default_plugins(*, not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SE
                     ) -> list[AdmissionPlugin]:
     """The admission chain the server runs, in order."""
     return [LimitRanger(),
+            Priority(),
             DefaultTolerationSeconds(not_ready_seconds=not_ready_toleration_seconds,
                                      unreachable_seconds=unreachable_toleration_seconds),
             ResourceQuota()]

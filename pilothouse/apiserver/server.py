@@ -45,6 +45,13 @@ from .watchcache import WatchCache
 log = logging.getLogger(__name__)
 
 KUBERNETES_SERVICE_IP = "10.96.0.1"
+#: The PriorityClasses every cluster has, for pods that must not be preempted.
+SYSTEM_PRIORITY_CLASSES = (
+    ("system-node-critical", 2_000_001_000, "Used for system critical pods that must not be "
+     "moved from their current node."),
+    ("system-cluster-critical", 2_000_000_000, "Used for system critical pods that must run "
+     "in the cluster, but can be moved to another node if necessary."),
+)
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 RBAC_PREFIX = "/registry/rbac.authorization.k8s.io/"
 COMPACT_INTERVAL = 60.0
@@ -268,6 +275,13 @@ async def _bootstrap(registry: GenericRegistry, table: ResourceTable, port: int)
     with contextlib.suppress(errors.APIError):
         await registry.create(services, "default", kubernetes,
                               WriteOptions(field_manager="pilothouse-apiserver"))
+    priority_classes = table.lookup("scheduling.k8s.io", "v1", "priorityclasses")
+    assert priority_classes is not None
+    for name, value, description in SYSTEM_PRIORITY_CLASSES:
+        with contextlib.suppress(errors.APIError):
+            await registry.create(priority_classes, None, {
+                "metadata": {"name": name}, "value": value, "description": description},
+                WriteOptions(field_manager="pilothouse-apiserver"))
     for obj in bootstrap_policy():
         plural = obj["kind"].lower() + "s"
         res = table.lookup("rbac.authorization.k8s.io", "v1", plural)

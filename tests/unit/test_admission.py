@@ -209,3 +209,30 @@ def test_service_updates_are_charged_for_new_node_ports(registry):
     with pytest.raises(errors.APIError) as err:
         asyncio.run(registry.update(RES["services"], "ns", "web", svc, WriteOptions()))
     assert "requested: services.nodeports=2, used: services.nodeports=0" in err.value.message
+
+
+PRIORITY_CLASSES = next(r for r in BUILTIN_RESOURCES if r.plural == "priorityclasses")
+
+
+def priority_class(registry: GenericRegistry, name: str, value: int, **extra: object) -> None:
+    asyncio.run(registry.create(PRIORITY_CLASSES, None,
+                                {"metadata": {"name": name}, "value": value, **extra},
+                                WriteOptions()))
+
+
+def test_priority_comes_from_the_class_or_the_global_default(registry: GenericRegistry) -> None:
+    assert create(registry, "pods", pod("plain"))["spec"]["priority"] == 0
+    priority_class(registry, "high", 1000, preemptionPolicy="Never")
+    high = create(registry, "pods", pod("important", priorityClassName="high"))["spec"]
+    assert (high["priority"], high["preemptionPolicy"]) == (1000, "Never")
+    priority_class(registry, "everyday", 10, globalDefault=True)
+    everyday = create(registry, "pods", pod("usual"))["spec"]
+    assert (everyday["priorityClassName"], everyday["priority"]) == ("everyday", 10)
+    assert everyday["preemptionPolicy"] == "PreemptLowerPriority"
+
+
+def test_priority_refuses_a_missing_class_or_a_stated_value(registry: GenericRegistry) -> None:
+    message = forbidden(registry, "pods", pod("lost", priorityClassName="nope"))
+    assert message == 'pods "lost" is forbidden: no PriorityClass with name nope was found'
+    message = forbidden(registry, "pods", pod("bold", priority=7))
+    assert "the integer value of priority (7) must not be provided in pod spec" in message

@@ -170,7 +170,8 @@ def default_pod_spec(spec: dict, *, restart_policy: str | None = "Always") -> No
 
 
 def default_pod(pod: dict) -> None:
-    """SetDefaults_Pod: requests from limits, service links; priority as admission sets it."""
+    """SetDefaults_Pod: requests from limits, service links (priority and preemptionPolicy
+    are the Priority admission plugin's, as on a real cluster)."""
     spec = _sub(pod, "spec")
     default_pod_spec(spec)
     for key in ("initContainers", "containers"):
@@ -182,8 +183,6 @@ def default_pod(pod: dict) -> None:
                 for name, value in limits.items():
                     _default(requests, name, value)
     _default(spec, "enableServiceLinks", True)
-    _default(spec, "priority", 0)
-    _default(spec, "preemptionPolicy", "PreemptLowerPriority")
 
 
 def _template(spec: dict, *, restart_policy: str | None = "Always") -> None:
