@@ -98,6 +98,12 @@ class SchedulerCache:
         self._remove(pod.key)
         self._add(pod)
 
+    def confirm(self, key: str, pod: dict[str, Any]) -> None:
+        """The informer reports an assumed pod bound as it was assumed: keep the parsed
+        PodInfo (and the node's accounting), only take the API's newer object."""
+        self.pods[key].pod = pod
+        self.assumed.discard(key)
+
     def remove_pod(self, key: str) -> None:
         self.assumed.discard(key)
         self._remove(key)

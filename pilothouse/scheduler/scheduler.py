@@ -28,6 +28,7 @@ from ..client import ApiError, Client, EventRecorder, Informer
 from ..machinery.meta import rfc3339
 from . import podgroups
 from .cache import SchedulerCache
+from .events import EventSink
 from .framework import (
     ASSIGNED_POD_ADD,
     ASSIGNED_POD_DELETE,
@@ -111,7 +112,7 @@ class Scheduler:
         self.client = client
         self.name = scheduler_name
         self.cache = SchedulerCache()
-        self.recorder = EventRecorder(client, scheduler_name)
+        self.events = EventSink(EventRecorder(client, scheduler_name))
         self.pods = Informer(client, "v1", "pods", field_selector=POD_FIELD_SELECTOR)
         self.nodes = Informer(client, "v1", "nodes")
         self.namespaces = Informer(client, "v1", "namespaces")
@@ -154,8 +155,7 @@ class Scheduler:
 
     def _record_event(self, pod: dict[str, Any], event_type: str, reason: str,
                       message: str) -> None:
-        self._spawn(self._write(self.recorder.record(_with_kind(pod), event_type, reason,
-                                                     message)))
+        self.events.record(_with_kind(pod), event_type, reason, message)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -190,10 +190,12 @@ class Scheduler:
             if not was_assigned:
                 self.queue.delete(key)
             current = self.cache.pods.get(key)
-            if (current is None or self.cache.is_assumed(key) or current.pod.get("spec") != spec
+            if (current is None or current.pod.get("spec") != spec
                     or current.labels != (new["metadata"].get("labels") or {})
                     or current.terminating != bool(new["metadata"].get("deletionTimestamp"))):
                 self.cache.set_pod(PodInfo(new))
+            elif self.cache.is_assumed(key):
+                self.cache.confirm(key, new)  # bound as assumed: no need to parse it again
             if not was_assigned:
                 self._move(ASSIGNED_POD_ADD)
             return
@@ -252,6 +254,7 @@ class Scheduler:
             asyncio.create_task(podgroups.watch_pod_groups(self.client, self._pod_groups_ready),
                                 name="podgroups"),
             asyncio.create_task(self._flush_leftovers(), name="flush-unschedulable"),
+            asyncio.create_task(self.events.run(), name="events"),
         ]
         try:
             await asyncio.gather(self.nodes.synced.wait(), self.pods.synced.wait(),

@@ -40,12 +40,6 @@ def insufficient(pod: PodInfo, node: NodeInfo) -> list[str]:
     return reasons
 
 
-def least_allocated(requested: int, allocatable: int) -> int:
-    if allocatable <= 0 or requested > allocatable:
-        return 0
-    return (allocatable - requested) * MAX_NODE_SCORE // allocatable
-
-
 class NodeResourcesFit(FilterPlugin, ScorePlugin):
     name = "NodeResourcesFit"
     events = NODE_EVENTS | {ASSIGNED_POD_DELETE}
@@ -64,7 +58,16 @@ class NodeResourcesFit(FilterPlugin, ScorePlugin):
         return Status.unschedulable(*reasons) if reasons else None
 
     def score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        # LeastAllocated per node, inlined (no call per node): this runs for every sampled node of every pod.
         cpu, memory = pod.non_zero_cpu, pod.non_zero_memory
-        return [(least_allocated(node.non_zero_cpu + cpu, node.allocatable_cpu)
-                 + least_allocated(node.non_zero_memory + memory, node.allocatable_memory)) // 2
-                for node in nodes]
+        scores = []
+        for node in nodes:
+            allocatable_cpu, allocatable_memory = node.allocatable_cpu, node.allocatable_memory
+            free_cpu = allocatable_cpu - node.non_zero_cpu - cpu
+            free_memory = allocatable_memory - node.non_zero_memory - memory
+            cpu_score = (free_cpu * MAX_NODE_SCORE // allocatable_cpu
+                         if free_cpu >= 0 and allocatable_cpu > 0 else 0)
+            memory_score = (free_memory * MAX_NODE_SCORE // allocatable_memory
+                            if free_memory >= 0 and allocatable_memory > 0 else 0)
+            scores.append((cpu_score + memory_score) // 2)
+        return scores
