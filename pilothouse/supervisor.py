@@ -2,20 +2,32 @@
 
 `up` is one command for the user but several processes underneath, so the API server and
 the control loops each get a core. A `Child` restarts its process if it dies (with a
-growing pause, as a process supervisor would) and stops it with SIGTERM, then SIGKILL.
+growing pause, as a process supervisor would) and stops it with SIGTERM, then SIGKILL;
+if `up` itself is killed, the kernel sends each child SIGTERM (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import signal
 import sys
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 5.0
+PR_SET_PDEATHSIG = 1
 MAX_RESTART_DELAY = 30.0
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when `up` dies, even by kill -9,
+    so no component outlives the cluster it belongs to."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Child:
@@ -32,7 +44,8 @@ class Child:
     async def _keep_running(self) -> None:
         delay = 0.5
         while not self._stopping:
-            self._process = await asyncio.create_subprocess_exec(*self.argv)
+            self._process = await asyncio.create_subprocess_exec(
+                *self.argv, preexec_fn=_die_with_parent)
             code = await self._process.wait()
             if self._stopping:
                 return

@@ -257,9 +257,8 @@ class Client:
                 raise ApiError(response.status, _loads_or_text(raw))
             buffer = b""
             async for chunk in response.content.iter_any():
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
+                *lines, buffer = (buffer + chunk).split(b"\n")  # one split per chunk
+                for line in lines:
                     if not line.strip():
                         continue
                     event = orjson.loads(line)

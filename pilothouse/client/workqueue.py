@@ -24,7 +24,7 @@ class WorkQueue:
         self._dirty: set[str] = set()
         self._failures: dict[str, int] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._ready = asyncio.Condition()
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._base = base_delay
         self._max = max_delay
         self._shutdown = False
@@ -42,11 +42,15 @@ class WorkQueue:
             return
         self._queued.add(key)
         self._queue.append(key)
-        asyncio.get_running_loop().create_task(self._wake())
+        self._wake_one()
 
-    async def _wake(self) -> None:
-        async with self._ready:
-            self._ready.notify()
+    def _wake_one(self) -> None:
+        """Hand the news to one idle worker, if any (no task, no lock: a future each)."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def add_after(self, key: str, delay: float) -> None:
         """Queue `key` after `delay` seconds (an earlier pending add wins)."""
@@ -79,12 +83,18 @@ class WorkQueue:
 
     async def get(self) -> str | None:
         """The next key to process (None once shut down)."""
-        async with self._ready:
-            while not self._queue:
-                if self._shutdown:
-                    return None
-                await self._ready.wait()
-            key = self._queue.popleft()
+        while not self._queue:
+            if self._shutdown:
+                return None
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # pass the wake-up on rather than lose it
+                raise
+        key = self._queue.popleft()
         self._queued.discard(key)
         self._processing.add(key)
         return key
@@ -99,5 +109,7 @@ class WorkQueue:
         self._shutdown = True
         for timer in self._timers.values():
             timer.cancel()
-        async with self._ready:
-            self._ready.notify_all()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
