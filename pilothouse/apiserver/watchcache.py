@@ -35,10 +35,13 @@ MAX_PENDING = 50_000
 class CachedEvent:
     """A store event, decoded lazily and at most once for all watchers."""
 
-    __slots__ = ("event", "_obj", "_prev", "_lines")
+    __slots__ = ("event", "_obj", "_prev", "_before", "_lines")
 
-    def __init__(self, event: Event) -> None:
+    def __init__(self, event: Event, before: CachedEvent | None = None) -> None:
         self.event = event
+        #: The cached event that wrote the previous version, whose decoded object this
+        #: event's `prev()` (and, for a delete, `obj()`) reuse instead of decoding again.
+        self._before = before
         self._obj: dict[str, Any] | None = None
         self._prev: dict[str, Any] | None = None
         self._lines: dict[tuple[str, str], bytes] = {}
@@ -58,15 +61,29 @@ class CachedEvent:
     def obj(self) -> dict[str, Any]:
         """The object after the event (for DELETE: its last state at the delete revision)."""
         if self._obj is None:
-            self._obj = orjson.loads(self.event.kv.value)
-            self._obj["metadata"]["resourceVersion"] = str(self.revision)
+            before = self.prev() if self.deleted else None
+            if before is not None:  # a delete's object is the last version, at a new revision
+                self._obj = {**before, "metadata": {**before["metadata"],
+                                                    "resourceVersion": str(self.revision)}}
+            else:
+                self._obj = orjson.loads(self.event.kv.value)
+                self._obj["metadata"]["resourceVersion"] = str(self.revision)
         return self._obj
 
     def prev(self) -> dict[str, Any] | None:
         if self._prev is None and self.event.prev is not None:
-            self._prev = orjson.loads(self.event.prev.value)
-            self._prev["metadata"]["resourceVersion"] = str(self.event.prev.mod_revision)
+            if self._before is not None:
+                self._prev = self._before.obj()
+            else:
+                self._prev = orjson.loads(self.event.prev.value)
+                self._prev["metadata"]["resourceVersion"] = str(self.event.prev.mod_revision)
         return self._prev
+
+    def forget_older(self) -> None:
+        """Cut the link below the previous event, so a key's events never form a chain
+        through its whole history (a lagging reader then decodes, which is correct)."""
+        if self._before is not None:
+            self._before._before = None
 
     def line(self, event_type: str, api_version: str = "") -> bytes:
         """`{"type":...,"object":...}\\n`, encoded once per (type, apiVersion)."""
@@ -126,6 +143,9 @@ class WatchCache:
         self.capacity = capacity
         self._buffer: deque[CachedEvent] = deque(maxlen=capacity)
         self._watchers: set[Watcher] = set()
+        #: key -> the newest cached event of that key, so the next event can reuse its
+        #: decoded object as its previous one (field- and label-filtered watches need it).
+        self._latest: dict[str, CachedEvent] = {}
         self._start_revision = 0
         self.revision = 0
         self._task: asyncio.Task[None] | None = None
@@ -144,7 +164,18 @@ class WatchCache:
 
     async def _run(self) -> None:
         async for event in self.store.watch("/registry/", self._start_revision):
-            cached = CachedEvent(event)
+            key = event.kv.key
+            before = self._latest.get(key)
+            if before is not None and (event.prev is None
+                                       or before.revision != event.prev.mod_revision):
+                before = None
+            if before is not None:
+                before.forget_older()  # links at most two deep: no chain through history
+            cached = CachedEvent(event, before)
+            if event.type == "DELETE":
+                self._latest.pop(key, None)
+            else:
+                self._latest[key] = cached
             self._buffer.append(cached)
             self.revision = cached.revision
             for watcher in tuple(self._watchers):

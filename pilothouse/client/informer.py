@@ -8,7 +8,8 @@ deletes for objects that vanished meanwhile, so controllers never miss a delete.
 
 Keys are `namespace/name` (or `name` for cluster-scoped objects). Indexes map an index
 value to the keys whose objects produce it; `namespace`, `owner` (controller owner uid)
-and `label` are built in, and callers add their own (e.g. pods by `spec.nodeName`).
+and `label` are built in -- each maintained only from its first use, since keeping an
+index costs on every event -- and callers add their own (e.g. pods by `spec.nodeName`).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class Informer:
     transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
-        self.indexers = {**BUILTIN_INDEXES, **self.indexers}
+        self.indexers = dict(self.indexers)
         self._items: dict[str, dict[str, Any]] = {}
         self._index: dict[str, dict[str, set[str]]] = {name: {} for name in self.indexers}
         self._handlers: list[Handler] = []
@@ -98,6 +99,8 @@ class Informer:
         return list(self._items)
 
     def by_index(self, index: str, value: str) -> list[dict[str, Any]]:
+        if index not in self._index:  # a built-in index, kept only once someone asks
+            self.add_index(index, BUILTIN_INDEXES[index])
         return [self._items[k] for k in self._index[index].get(value, ()) if k in self._items]
 
     def add_handler(self, handler: Handler) -> None:

@@ -49,3 +49,27 @@ def test_fan_out_replay_and_gone(tmp_path) -> None:
         await store.close()
 
     asyncio.run(go())
+
+
+def test_previous_objects_are_reused_not_decoded_again(tmp_path) -> None:
+    async def go() -> None:
+        store = SQLiteStore.open(tmp_path / "state.db")
+        cache = WatchCache(store)
+        await cache.start()
+        watcher = cache.watch("/registry/core/configmaps/", store.revision)
+        kv = await store.create("/registry/core/configmaps/a/x", obj("x", 1))
+        kv = await store.update("/registry/core/configmaps/a/x", obj("x", 2),
+                                expected_revision=kv.mod_revision)
+        await store.delete("/registry/core/configmaps/a/x")
+        created, updated, deleted = [await watcher.next(1) for _ in range(3)]
+        assert created is not None and updated is not None and deleted is not None
+        assert updated.prev() is created.obj()  # the same decoded dict, not a second decode
+        assert deleted.prev() is updated.obj()
+        assert deleted.obj()["v"] == 2
+        assert deleted.obj()["metadata"]["resourceVersion"] == str(deleted.revision)
+        assert updated.obj()["metadata"]["resourceVersion"] != deleted.obj()[
+            "metadata"]["resourceVersion"]  # the reused object itself was not changed
+        await cache.stop()
+        await store.close()
+
+    asyncio.run(go())
