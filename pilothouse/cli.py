@@ -165,7 +165,8 @@ def _controller_manager(args: argparse.Namespace) -> int:
 def _scheduler(args: argparse.Namespace) -> int:
     from .scheduler.scheduler import run_scheduler
 
-    _runner()(_until_signal(run_scheduler(args.kubeconfig, scheduler_name=args.scheduler_name)))
+    _runner()(_until_signal(run_scheduler(args.kubeconfig, scheduler_name=args.scheduler_name,
+                                          leader_elect=args.leader_elect)))
     return 0
 
 
@@ -262,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     scheduler = commands.add_parser("scheduler", help="run the scheduler")
     scheduler.add_argument("--kubeconfig", required=True)
     scheduler.add_argument("--scheduler-name", default="default-scheduler")
+    scheduler.add_argument("--no-leader-elect", dest="leader_elect", action="store_false")
     node = commands.add_parser("node", help="run a node (hollow nodes for now)")
     node.add_argument("--kubeconfig", required=True)
     node.add_argument("--hollow", type=_count, default=0,

@@ -2,13 +2,14 @@
 
 It shares one informer per resource among all controllers (InformerFactory), waits for
 the caches to fill, then runs each controller's workers. With leader election on (the
-default), it first takes the `kube-system/pilothouse-controller-manager` Lease and stops
+default), it first takes the `kube-system/kube-controller-manager` Lease and stops
 if it loses it, so a second manager can stand by.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
@@ -28,7 +29,7 @@ from ..client import (
 
 log = logging.getLogger(__name__)
 
-LEASE_NAME = "pilothouse-controller-manager"
+LEASE_NAME = "kube-controller-manager"  # the name its role may update, as upstream
 
 
 def discover() -> dict[str, type[Controller]]:
@@ -79,3 +80,6 @@ async def run_controller_manager(kubeconfig: str | None, *, only: list[str] | No
             for task in tasks:
                 task.cancel()
             await informers.stop()
+            if leader_elect:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(elector.release(), 2)

@@ -19,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import socket
 from collections import Counter
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
-from ..client import ApiError, Client, EventRecorder, Informer
+from ..client import ApiError, Client, EventRecorder, Informer, LeaderElector
 from ..machinery.meta import rfc3339
 from . import podgroups
 from .cache import SchedulerCache
@@ -436,11 +438,36 @@ class Scheduler:
 
 
 async def run_scheduler(kubeconfig: str | None, *,
-                        scheduler_name: str = DEFAULT_SCHEDULER_NAME) -> None:
-    """`pilothouse scheduler`: schedule pods for `scheduler_name` until cancelled."""
+                        scheduler_name: str = DEFAULT_SCHEDULER_NAME,
+                        leader_elect: bool = True) -> None:
+    """`pilothouse scheduler`: schedule pods for `scheduler_name` until cancelled.
+
+    With leader election (the default) it first takes the `kube-system/kube-scheduler`
+    Lease (or one named after a second scheduler), as kube-scheduler does, so that a standby scheduler never binds the same pods;
+    it stops if it loses the lease.
+    """
     async with Client.from_kubeconfig(kubeconfig, user_agent="pilothouse-scheduler",
                                       field_manager="pilothouse-scheduler",
                                       max_connections=BIND_CONCURRENCY + WRITE_CONCURRENCY + 8
                                       ) as client:
         await client.wait_ready(timeout=120)
-        await Scheduler(client, scheduler_name=scheduler_name).run()
+        scheduling = Scheduler(client, scheduler_name=scheduler_name).run()
+        if not leader_elect:
+            await scheduling
+            return
+        lease = "kube-scheduler" if scheduler_name == DEFAULT_SCHEDULER_NAME else scheduler_name
+        elector = LeaderElector(client, name=lease,
+                                identity=f"{socket.gethostname()}_{os.getpid()}")
+        await elector.acquire()
+        tasks = [asyncio.create_task(scheduling, name="scheduling"),
+                 asyncio.create_task(elector.hold(), name="leader-election")]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+            log.error("scheduler stopping: %s ended", [t.get_name() for t in done])
+        finally:
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(elector.release(), 2)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
 
 from pilothouse.client import ApiError, Client, InformerFactory, LeaderElector
 
-from .conftest import Cluster
+from .conftest import Cluster, wait_for
 
 
 def test_informer_tracks_adds_updates_deletes_with_indexes(cluster: Cluster) -> None:
@@ -77,3 +80,39 @@ def test_component_identity_is_refused_what_its_role_lacks(cluster: Cluster) -> 
         return 200
 
     assert asyncio.run(go()) == 403
+
+
+def test_up_components_hold_their_leases_and_a_standby_waits(cluster: Cluster) -> None:
+    def holder(name: str) -> str:
+        return cluster.kubectl("get", "lease", name, "-n", "kube-system", "-o",
+                               "jsonpath={.spec.holderIdentity}", check=False).stdout
+
+    wait_for(lambda: holder("kube-scheduler") and holder("kube-controller-manager"),
+             "the scheduler and controller manager to take their leases")
+    leader = holder("kube-scheduler")
+    standby = subprocess.Popen(
+        [sys.executable, "-m", "pilothouse.cli", "scheduler", "--kubeconfig",
+         str(cluster.data_dir / "components" / "scheduler.kubeconfig")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(4)
+        assert standby.poll() is None  # waiting for the lease, not failing
+        assert holder("kube-scheduler") == leader
+    finally:
+        standby.terminate()
+        standby.wait(10)
+
+
+def test_a_stopped_leader_releases_its_lease(cluster: Cluster) -> None:
+    kubeconfig = str(cluster.data_dir / "components" / "controller-manager.kubeconfig")
+
+    async def go() -> dict:
+        async with Client.from_kubeconfig(kubeconfig) as client:
+            elector = LeaderElector(client, name="released", identity="me")
+            assert await elector.try_acquire()
+            await elector.release()
+            assert await LeaderElector(client, name="released", identity="next").try_acquire()
+            return await client.get("coordination.k8s.io/v1", "leases", "released",
+                                    "kube-system")
+
+    assert asyncio.run(go())["spec"]["holderIdentity"] == "next"
