@@ -9,7 +9,8 @@ write changes nothing. Plugins read other objects through the registry they are 
 The chain, in kube-apiserver's order: LimitRanger (defaults a new pod's container
 resources from the namespace's LimitRanges, then enforces their min/max/ratio on pods and
 claims), DefaultTolerationSeconds (pods tolerate a not-ready or unreachable node for five
-minutes), ResourceQuota (refuses and charges usage; see quota.py).
+minutes), DefaultStorageClass (a new claim that names no class gets the default one),
+ResourceQuota (refuses and charges usage; see quota.py).
 """
 
 from __future__ import annotations
@@ -31,11 +32,16 @@ if TYPE_CHECKING:
 LIMIT_RANGES = next(r for r in BUILTIN_RESOURCES if (r.group, r.plural) == ("", "limitranges"))
 PRIORITY_CLASSES = next(r for r in BUILTIN_RESOURCES
                         if (r.group, r.plural) == ("scheduling.k8s.io", "priorityclasses"))
+STORAGE_CLASSES = next(r for r in BUILTIN_RESOURCES
+                       if (r.group, r.plural) == ("storage.k8s.io", "storageclasses"))
 DEFAULT_PREEMPTION_POLICY = "PreemptLowerPriority"
 LIMIT_RANGER_ANNOTATION = "kubernetes.io/limit-ranger"
 DEFAULT_TOLERATION_SECONDS = 300
 NODE_NOT_READY = "node.kubernetes.io/not-ready"
 NODE_UNREACHABLE = "node.kubernetes.io/unreachable"
+DEFAULT_CLASS_ANNOTATIONS = ("storageclass.kubernetes.io/is-default-class",
+                             "storageclass.beta.kubernetes.io/is-default-class")
+BETA_STORAGE_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
 
 
 class AdmissionPlugin:
@@ -317,6 +323,41 @@ class DefaultTolerationSeconds(AdmissionPlugin):
             spec["tolerations"] = tolerations
 
 
+# -- DefaultStorageClass ----------------------------------------------------------------
+
+
+def default_storage_class(classes: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The class annotated as the default; of several, the newest (then the first by name),
+    as upstream's GetDefaultClass picks."""
+    defaults = [c for c in classes
+                if any(((c.get("metadata") or {}).get("annotations") or {}).get(key) == "true"
+                       for key in DEFAULT_CLASS_ANNOTATIONS)]
+    if not defaults:
+        return None
+    defaults.sort(key=lambda c: c["metadata"].get("name", ""))
+    defaults.sort(key=lambda c: c["metadata"].get("creationTimestamp") or "", reverse=True)
+    return defaults[0]
+
+
+class DefaultStorageClass(AdmissionPlugin):
+    """A claim created without a class (no spec.storageClassName at all, nor the beta
+    annotation) gets the default StorageClass; `storageClassName: ""` asks for none and is
+    left alone. No default class: the claim stays without one."""
+
+    async def mutate(self, registry: GenericRegistry, res: Resource, obj: dict[str, Any],
+                     old: dict[str, Any] | None) -> None:
+        if (res.group, res.plural) != q.PERSISTENT_VOLUME_CLAIMS or old is not None:
+            return
+        spec = obj.get("spec")
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        if not isinstance(spec, dict) or spec.get("storageClassName") is not None or (
+                BETA_STORAGE_CLASS_ANNOTATION in annotations):
+            return
+        chosen = default_storage_class((await registry.list(STORAGE_CLASSES, None)).items)
+        if chosen is not None:
+            spec["storageClassName"] = chosen["metadata"]["name"]
+
+
 # -- ResourceQuota -----------------------------------------------------------------------
 
 
@@ -348,5 +389,6 @@ def default_plugins(*, not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SE
             Priority(),
             DefaultTolerationSeconds(not_ready_seconds=not_ready_toleration_seconds,
                                      unreachable_seconds=unreachable_toleration_seconds),
+            DefaultStorageClass(),
             ResourceQuota()]
 
