@@ -15,12 +15,20 @@ with one credential each (`PLATFORM_COMPONENTS`) rather than a token per control
   empty and authorizes kubelets with the Node authorizer, which Pilothouse lacks);
 - each `system:controller:<name>` role, bound as upstream to its kube-system service
   account, is also bound to the controller manager's user, which runs every controller.
+
+Two objects come from what a real cluster's installers add, because Pilothouse does their
+part: kubeadm's `kubeadm:apiserver-kubelet-client` binding (the API server's kubelet client
+certificate to `system:kubelet-api-admin`, which kubelets check through a
+SubjectAccessReview), and metrics-server's `system:aggregated-metrics-reader`, which lets
+view, edit and admin read `metrics.k8s.io` (`kubectl top`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from .pki import KUBELET_CLIENT_USER
 
 RBAC_API_VERSION = "rbac.authorization.k8s.io/v1"
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -316,6 +324,18 @@ def _component_roles() -> list[dict[str, Any]]:
             ],
         ),
         _cluster_role(
+            "system:kubelet-api-admin",
+            [
+                _rule(_READ, [""], ["nodes"]),
+                _rule(["proxy"], [""], ["nodes"]),
+                _rule(
+                    ["*"],
+                    [""],
+                    ["nodes/log", "nodes/metrics", "nodes/proxy", "nodes/spec", "nodes/stats"],
+                ),
+            ],
+        ),
+        _cluster_role(
             "system:node-proxier",
             [
                 _rule(["list", "watch"], [""], ["endpoints", "services"]),
@@ -390,6 +410,19 @@ def _controller_roles() -> dict[str, list[dict[str, list[str]]]]:
             _rule(["update"], ["batch"], ["jobs/status"]),
             _rule(["update"], ["batch"], ["jobs/finalizers"]),
             _rule(["create", "delete", "list", "patch", "watch"], [""], ["pods"]),
+            events,
+        ],
+        "persistent-volume-binder": [
+            _rule(["create", "delete", "get", "list", "update", "watch"], [""],
+                  ["persistentvolumes"]),
+            _rule(["update"], [""], ["persistentvolumes/status"]),
+            _rule(["get", "list", "update", "watch"], [""], ["persistentvolumeclaims"]),
+            _rule(["update"], [""], ["persistentvolumeclaims/status"]),
+            _rule(_READ, [""], ["pods"]),
+            # The upstream role only reads classes; the built-in local-path provisioner
+            # also creates its default StorageClass, as k3s's manifest would.
+            _rule(["create", *_READ], ["storage.k8s.io"], ["storageclasses"]),
+            _rule(_READ, [""], ["nodes"]),
             events,
         ],
         "namespace-controller": [
@@ -544,6 +577,12 @@ def bootstrap_policy() -> list[dict[str, Any]]:
             [_rule(["get"], urls=["/.well-known/openid-configuration", "/openid/v1/jwks"])],
         ),
         *_component_roles(),
+        _cluster_role(
+            "system:aggregated-metrics-reader",
+            [_rule(_READ, ["metrics.k8s.io"], ["nodes", "pods"])],
+            labels={AGGREGATE_TO_ADMIN: "true", AGGREGATE_TO_EDIT: "true",
+                    AGGREGATE_TO_VIEW: "true"},
+        ),
     ]
     controllers = _controller_roles()
     roles += [_cluster_role(CONTROLLER_ROLE_PREFIX + n, r) for n, r in sorted(controllers.items())]
@@ -576,6 +615,11 @@ def bootstrap_policy() -> list[dict[str, Any]]:
         _binding("system:node", "system:node", [_group("system:nodes")]),
         _binding(
             "system:node-proxier", "system:node-proxier", [_user(PLATFORM_COMPONENTS["proxy"][0])]
+        ),
+        _binding(
+            "kubeadm:apiserver-kubelet-client",
+            "system:kubelet-api-admin",
+            [_user(KUBELET_CLIENT_USER)],
         ),
     ]
     for name in sorted(controllers):

@@ -10,11 +10,20 @@ with the request and answered 500, never a traceback.
 Content: JSON in and out by default; YAML bodies accepted (and returned on
 `Accept: application/yaml`); `Accept: ...;as=Table;g=meta.k8s.io;v=v1` gets server-side
 printing. Watches stream one JSON event per line, flushed per event.
+
+WebSocket: the streams kubectl opens for exec, attach and port-forward arrive as ASGI
+"websocket" scopes and pass the same filters (authentication, request info, RBAC) before
+their handler relays them to the pod's kubelet (`nodeproxy.py`). As in Kubernetes 1.35
+(AuthorizePodWebsocketUpgradeCreatePermission), such a request needs `create` on the
+subresource besides the `get` its GET method maps to. A refusal before the handshake is
+an HTTP response carrying the Status (the ASGI websocket.http.response extension), so the
+client sees the same error a plain request would get.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -53,6 +62,8 @@ BOOKMARK_INTERVAL = 5.0
 PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
 JSON = "application/json"
 YAML = "application/yaml"
+#: Pod subresources that connect to a container and are served over WebSocket.
+CONNECT_SUBRESOURCES = frozenset({"exec", "attach", "portforward"})
 
 Handler = Callable[["Request", RequestInfo, Resource], Awaitable["Response | None"]]
 
@@ -66,6 +77,12 @@ class Request:
     body: bytes
     user: UserInfo | None = None
     send: Any = None
+    receive: Any = None
+    #: Every query parameter in order, repeats included (`command=a&command=b`).
+    query_items: list[tuple[str, str]] = field(default_factory=list)
+    #: A WebSocket request, and the subprotocols its client offered.
+    websocket: bool = False
+    subprotocols: tuple[str, ...] = ()
 
     def param(self, name: str, default: str = "") -> str:
         return self.query.get(name, default)
@@ -153,7 +170,9 @@ class APIServerApp:
         self.authorizer = authorizer
         self.openapi = openapi
         self.discovery = Discovery(table)
-        #: (plural, subresource) -> handler, for reviews and special subresources.
+        #: (qualified resource, subresource) -> handler, for reviews, special subresources and
+        #: resources served from elsewhere than the datastore: ("pods", "log"),
+        #: ("tokenreviews.authentication.k8s.io", ""), ("pods.metrics.k8s.io", "").
         self.special = special
         self.ready = asyncio.Event()
         self._version = orjson.dumps(version_info())
@@ -163,6 +182,9 @@ class APIServerApp:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
+            return
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
             return
         if scope["type"] != "http":
             return
@@ -177,12 +199,29 @@ class APIServerApp:
         if response is not None:
             await _send(send, response)
 
+    async def _websocket(self, scope: dict, receive: Any, send: Any) -> None:
+        """A WebSocket request: filtered as any request, then handed to its handler, which
+        accepts and relays it; refused with an HTTP Status response if anything fails first."""
+        if (await receive())["type"] != "websocket.connect":
+            return
+        query, items = _query(scope)
+        request = Request("GET", scope["path"], query, _headers(scope), b"", send=send,
+                          receive=receive, query_items=items, websocket=True,
+                          subprotocols=tuple(scope.get("subprotocols") or ()))
+        try:
+            response = await self._handle(request, scope)
+        except errors.APIError as err:
+            response = _status_response(err)
+        except OSError:
+            return  # the client went away
+        except Exception:
+            log.exception("internal error serving WebSocket %s", scope.get("path"))
+            response = _status_response(errors.internal("the server could not handle the request"))
+        if response is not None:
+            await _refuse_websocket(scope, send, response)
+
     async def _read(self, scope: dict, receive: Any, send: Any) -> Request:
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in scope["headers"]:
-            name = raw_name.decode("latin-1")
-            value = raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        headers = _headers(scope)
         declared = headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > MAX_BODY:
             raise errors.too_large(MAX_BODY)
@@ -199,10 +238,9 @@ class APIServerApp:
                 raise errors.too_large(MAX_BODY)
             chunks.append(chunk)
             more = message.get("more_body", False)
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"),
-                               keep_blank_values=True))
+        query, items = _query(scope)
         return Request(scope["method"], scope["path"], query, headers, b"".join(chunks),
-                       send=send)
+                       send=send, receive=receive, query_items=items)
 
     async def _handle(self, request: Request, scope: dict) -> Response | None:
         cert_subject = (scope.get("extensions") or {}).get("tls", {}).get("client_subject")
@@ -217,12 +255,24 @@ class APIServerApp:
         request.user = user
         info = parse_request_info(request.method, path, request.query)
         if path not in PUBLIC_PATHS:
-            allowed, reason = self.authorizer.authorize(user, info)
-            if not allowed:
-                raise _forbidden(user, info, reason)
+            self._authorize(user, info)
+        connects = (info.is_resource_request and info.api_group == "" and
+                    info.resource == "pods" and info.subresource in CONNECT_SUBRESOURCES)
+        if connects and info.verb != "create":
+            # Connecting to a container runs code in it: a GET (how every WebSocket
+            # arrives) needs `create` as well, as a POST does.
+            self._authorize(user, dataclasses.replace(info, verb="create"))
+        if request.websocket and not connects:
+            raise errors.bad_request(
+                "only pods/exec, pods/attach and pods/portforward are served over WebSocket")
         if not info.is_resource_request:
             return await self._non_resource(request)
         return await self._resource(request, info)
+
+    def _authorize(self, user: UserInfo, info: RequestInfo) -> None:
+        allowed, reason = self.authorizer.authorize(user, info)
+        if not allowed:
+            raise _forbidden(user, info, reason)
 
     # -- non-resource paths ------------------------------------------------------------
 
@@ -271,9 +321,9 @@ class APIServerApp:
 
     async def _resource(self, request: Request, info: RequestInfo) -> Response | None:
         res = self._resource_for(info)
-        handler = self.special.get((res.plural, info.subresource)) if not res.custom else None
+        handler = self.special.get((res.qualified(), info.subresource)) if not res.custom else None
         if handler is None and not res.stored:
-            handler = self.special.get((res.plural, ""))
+            handler = self.special.get((res.qualified(), ""))
         if handler is not None:
             return await handler(request, info, res)
         sub = info.subresource
@@ -562,13 +612,31 @@ def _forbidden(user: UserInfo, info: RequestInfo, reason: str) -> errors.APIErro
         return errors.APIError(
             403, "Forbidden",
             f'forbidden: User "{user.username}" cannot {info.verb} path "{info.path}"')
-    resource = info.resource + (f"/{info.subresource}" if info.subresource else "")
     scope = f'in the namespace "{info.namespace}"' if info.namespace else "at the cluster scope"
-    err = errors.forbidden_error(user.username, info.verb, resource, info.api_group,
-                                 info.name or None, scope)
+    err = errors.forbidden_error(user.username, info.verb, info.resource, info.api_group,
+                                 info.name or None, scope, info.subresource)
     if reason:
         err.message += f": {reason}"
     return err
+
+
+def _headers(scope: dict) -> dict[str, str]:
+    """Request headers by lowercase name; repeated headers joined with ", "."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1")
+        value = raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def _query(scope: dict) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The query as {name: first value} and as the full list of pairs."""
+    items = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    first: dict[str, str] = {}
+    for name, value in items:
+        first.setdefault(name, value)
+    return first, items
 
 
 def _status_response(err: errors.APIError) -> Response:
@@ -584,6 +652,18 @@ async def _send(send: Any, response: Response) -> None:
     headers.extend(response.headers)
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": response.body})
+
+
+async def _refuse_websocket(scope: dict, send: Any, response: Response) -> None:
+    """Answer a WebSocket handshake with an HTTP response instead of accepting it."""
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        headers = [(b"content-type", response.content_type.encode()), *response.headers]
+        await send({"type": "websocket.http.response.start", "status": response.status,
+                    "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": response.body})
+        return
+    reason = response.body.decode("utf-8", "replace")[:120]
+    await send({"type": "websocket.close", "code": 1008, "reason": reason})
 
 
 async def _lifespan(receive: Any, send: Any) -> None:

@@ -4,7 +4,9 @@ Created on first start under `<data-dir>/pki/` and reused after (kubeadm lays ou
 pieces). Keys are ECDSA P-256: small, fast to generate, and accepted by kubectl and the
 Python client. The admin identity is a client certificate (CN = user, O = groups), as
 kubeadm's admin.conf is; the service-account signing key signs the JWTs that
-`serviceaccounts/token` issues.
+`serviceaccounts/token` issues. The API server calls kubelets (logs, exec, stats) with its
+own client certificate, `apiserver-kubelet-client.crt` (CN kube-apiserver-kubelet-client,
+no group), which kubelets authorize through a SubjectAccessReview like any other caller.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ SERVING_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.de
 SERVING_IPS = ("127.0.0.1", "::1", "10.96.0.1")
 ADMIN_USER = "pilothouse-admin"
 ADMIN_GROUPS = ("system:masters",)
+#: Who the API server is to the kubelets (kubeadm's apiserver-kubelet-client certificate).
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -73,6 +77,14 @@ class PKI:
         return self.root / "apiserver.key"
 
     @property
+    def kubelet_client_cert(self) -> Path:
+        return self.root / "apiserver-kubelet-client.crt"
+
+    @property
+    def kubelet_client_key(self) -> Path:
+        return self.root / "apiserver-kubelet-client.key"
+
+    @property
     def sa_key(self) -> Path:
         return self.root / "sa.key"
 
@@ -90,6 +102,9 @@ class PKI:
             self._make_ca()
         if not self.serving_cert.exists() or not self.serving_key.exists():
             self._make_leaf(self.serving_cert, self.serving_key, "kube-apiserver", (), serving=True)
+        if not self.kubelet_client_cert.exists() or not self.kubelet_client_key.exists():
+            self._make_leaf(self.kubelet_client_cert, self.kubelet_client_key,
+                            KUBELET_CLIENT_USER, (), serving=False)
         if not self.sa_key.exists():
             _write_private(self.sa_key, _key_pem(ec.generate_private_key(ec.SECP256R1())))
         cert, key = self.client_cert(ADMIN_USER)

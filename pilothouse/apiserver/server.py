@@ -5,9 +5,11 @@ the watch cache, bootstraps the cluster's default objects (namespaces, RBAC poli
 starts the RBAC and CRD loops, and serves HTTPS with uvicorn on the event loop it runs
 in. `/readyz` answers ok once all of that is done.
 
-TLS client certificates are verified by the TLS layer against the cluster CA; a small
-subclass of uvicorn's HTTP protocol puts the verified subject into the ASGI scope
-(`extensions.tls.client_subject`), where authentication reads it.
+TLS client certificates are verified by the TLS layer against the cluster CA; small
+subclasses of uvicorn's HTTP and WebSocket protocols put the verified subject into the ASGI
+scope (`extensions.tls.client_subject`), where authentication reads it. WebSocket is there
+for exec, attach and port-forward, which the API server relays to kubelets with its own
+kubelet client certificate (`nodeproxy.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from ..machinery import errors
 from ..store import Store
@@ -35,6 +38,8 @@ from .authn import Authenticator, ServiceAccountTokens, load_token_file
 from .bootstrap_policy import bootstrap_policy
 from .crdcontroller import CRDController
 from .http import APIServerApp
+from .metrics import ResourceMetrics
+from .nodeproxy import KubeletClient, NodeProxy
 from .pki import PKI, load_signing_key
 from .rbac import RBACAuthorizer
 from .registry import ResourceTable
@@ -60,25 +65,64 @@ _RBAC_PLURALS = {"roles": "Role", "clusterroles": "ClusterRole", "rolebindings":
                  "clusterrolebindings": "ClusterRoleBinding"}
 
 
+def _client_subject(transport: asyncio.BaseTransport) -> dict[str, list[str]] | None:
+    """The subject of the client certificate the TLS layer verified, as {attribute: values}."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    cert = ssl_object.getpeercert() if ssl_object is not None else None
+    if not cert:
+        return None
+    subject: dict[str, list[str]] = {}
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            subject.setdefault(key, []).append(value)
+    return subject
+
+
 class _TLSIdentityProtocol(HttpToolsProtocol):
     """uvicorn's HTTP protocol, plus the verified client-certificate subject in the scope."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._client_subject: dict[str, list[str]] | None = None
-        ssl_object = transport.get_extra_info("ssl_object")
-        cert = ssl_object.getpeercert() if ssl_object is not None else None
-        if cert:
-            subject: dict[str, list[str]] = {}
-            for rdn in cert.get("subject", ()):
-                for key, value in rdn:
-                    subject.setdefault(key, []).append(value)
-            self._client_subject = subject
+        self._client_subject = _client_subject(transport)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self._client_subject:
             self.scope["extensions"] = {"tls": {"client_subject": self._client_subject}}
+
+
+class _TLSIdentityWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, plus the verified client-certificate subject.
+
+    The HTTP protocol hands an upgrade over by calling `connection_made` with the same TLS
+    transport, then feeding it the request again; the scope is built when that request
+    is parsed, and the app runs only on the next turn of the loop, so the subject added
+    here is in the scope before the app reads it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # uvicorn reads the offered subprotocols itself (scope["subprotocols"]) and names
+        # the app's choice in the accept; websockets' strict parse of the header would
+        # refuse Kubernetes' `SPDY/3.1+portforward.k8s.io`, which is not an RFC 7230 token.
+        self.conn.process_subprotocol = lambda headers: None  # type: ignore[method-assign]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._client_subject = _client_subject(transport)
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # The handshake was answered (refused): without this uvicorn logs that the app
+            # "returned without completing handshake" after every refusal.
+            self.handshake_complete = True
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if self._client_subject and scope is not None:
+            scope["extensions"]["tls"] = {"client_subject": self._client_subject}
 
 
 class _Server(uvicorn.Server):
@@ -107,6 +151,7 @@ class APIServer:
         self._tasks: list[asyncio.Task[Any]] = []
         self._server: _Server | None = None
         self.app: APIServerApp | None = None
+        self.kubelets: KubeletClient | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -135,11 +180,15 @@ class APIServer:
                                       object_exists=service_account_exists)
         openapi = openapi_module.OpenAPIDocuments(lambda: list(table))
         special = SpecialHandlers(table=table, registry=registry, authenticator=authenticator,
-                                  authorizer=authorizer, tokens=tokens,
-                                  pods_dir=settings.data_dir / "pods")
-        self.app = app = APIServerApp(table=table, registry=registry, watch_cache=watch_cache,
-                                      authenticator=authenticator, authorizer=authorizer,
-                                      openapi=openapi, special=special.handlers())
+                                  authorizer=authorizer, tokens=tokens)
+        self.kubelets = kubelets = KubeletClient(cert=self.pki.kubelet_client_cert,
+                                                 key=self.pki.kubelet_client_key)
+        node_proxy = NodeProxy(table=table, registry=registry, kubelets=kubelets)
+        metrics = ResourceMetrics(table=table, registry=registry, kubelets=kubelets)
+        self.app = app = APIServerApp(
+            table=table, registry=registry, watch_cache=watch_cache, authenticator=authenticator,
+            authorizer=authorizer, openapi=openapi,
+            special=special.handlers() | node_proxy.handlers() | metrics.handlers())
         await _bootstrap(registry, table, settings.port)
         await self._start_rbac(registry, table, watch_cache, authorizer)
         crds = CRDController(table=table, registry=registry, watch_cache=watch_cache,
@@ -149,6 +198,7 @@ class APIServer:
         self._tasks.append(asyncio.create_task(self._compact_forever(store), name="compactor"))
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, http=_TLSIdentityProtocol,
+            ws=_TLSIdentityWebSocketProtocol,
             ssl_certfile=str(self.pki.serving_cert), ssl_keyfile=str(self.pki.serving_key),
             ssl_ca_certs=str(self.pki.ca_cert), ssl_cert_reqs=ssl.CERT_OPTIONAL,
             lifespan="off", access_log=False, log_level="warning",
@@ -231,6 +281,8 @@ class APIServer:
                 await task
         for stop in getattr(self, "_stoppers", []):
             await stop()
+        if self.kubelets is not None:
+            await self.kubelets.close()
         if self.store is not None:
             await self.store.close()
 

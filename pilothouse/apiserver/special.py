@@ -3,17 +3,17 @@
 - authentication.k8s.io: selfsubjectreviews (`kubectl auth whoami`), tokenreviews;
 - authorization.k8s.io: self/local/subject access reviews (`kubectl auth can-i`) and
   selfsubjectrulesreviews (`can-i --list`), answered by the RBAC authorizer;
-- pods/binding (the scheduler's write), pods/eviction, pods/log (the node agent's log files
-  under `<data-dir>/pods/`), serviceaccounts/token, namespaces/finalize.
+- pods/binding (the scheduler's write), pods/eviction, serviceaccounts/token,
+  namespaces/finalize.
 
-Each handler takes (request, request info, resource) and returns a Response.
+Each handler takes (request, request info, resource) and returns a Response. What reaches
+a kubelet (pods/log, exec, attach, port-forward) is in nodeproxy.py; metrics.k8s.io is in
+metrics.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,7 +27,6 @@ from .registry import Resource, ResourceTable
 from .registry.generic import GenericRegistry, WriteOptions
 from .requestinfo import RequestInfo
 
-LOG_POLL_SECONDS = 0.2
 MAX_TOKEN_SECONDS = 2**32
 MIN_TOKEN_SECONDS = 600
 
@@ -72,26 +71,23 @@ class SpecialHandlers:
         authenticator: Authenticator,
         authorizer: RBACAuthorizer,
         tokens: ServiceAccountTokens,
-        pods_dir: Path,
     ) -> None:
         self.table = table
         self.registry = registry
         self.authenticator = authenticator
         self.authorizer = authorizer
         self.tokens = tokens
-        self.pods_dir = pods_dir
 
     def handlers(self) -> dict[tuple[str, str], Handler]:
         return {
-            ("selfsubjectreviews", ""): self.self_subject_review,
-            ("tokenreviews", ""): self.token_review,
-            ("selfsubjectaccessreviews", ""): self.access_review,
-            ("subjectaccessreviews", ""): self.access_review,
-            ("localsubjectaccessreviews", ""): self.access_review,
-            ("selfsubjectrulesreviews", ""): self.rules_review,
+            ("selfsubjectreviews.authentication.k8s.io", ""): self.self_subject_review,
+            ("tokenreviews.authentication.k8s.io", ""): self.token_review,
+            ("selfsubjectaccessreviews.authorization.k8s.io", ""): self.access_review,
+            ("subjectaccessreviews.authorization.k8s.io", ""): self.access_review,
+            ("localsubjectaccessreviews.authorization.k8s.io", ""): self.access_review,
+            ("selfsubjectrulesreviews.authorization.k8s.io", ""): self.rules_review,
             ("pods", "binding"): self.bind_pod,
             ("pods", "eviction"): self.evict_pod,
-            ("pods", "log"): self.pod_log,
             ("serviceaccounts", "token"): self.token_request,
             ("namespaces", "finalize"): self.finalize_namespace,
         }
@@ -226,80 +222,6 @@ class SpecialHandlers:
                                    request.write_options())
         return _created({"kind": "Status", "apiVersion": "v1", "metadata": {},
                          "status": "Success", "code": 201})
-
-    async def pod_log(self, request: Request, info: RequestInfo, res: Resource) -> Response | None:
-        if request.method != "GET":
-            raise errors.method_not_allowed()
-        pod = await self.registry.get(res, info.namespace, info.name)
-        spec = pod.get("spec") or {}
-        names = [c.get("name") for c in (spec.get("containers") or [])]
-        all_names = names + [c.get("name") for c in (spec.get("initContainers") or [])]
-        container = request.param("container")
-        if not container:
-            if len(names) != 1:
-                raise errors.bad_request(
-                    f"a container name must be specified for pod {info.name}, choose one of: "
-                    f"[{' '.join(str(n) for n in names)}]")
-            container = names[0]
-        if container not in all_names:
-            raise errors.bad_request(
-                f"container {container} is not valid for pod {info.name}")
-        log_dir = self.pods_dir / (
-            f"{info.namespace}_{info.name}_{pod['metadata']['uid']}") / container
-        restarts = sorted((int(p.stem) for p in log_dir.glob("*.log") if p.stem.isdigit()),
-                          reverse=True)
-        if request.flag("previous"):
-            restarts = restarts[1:]
-            if not restarts:
-                raise errors.bad_request(
-                    f'previous terminated container "{container}" in pod "{info.name}" not found')
-        if not restarts:
-            raise errors.bad_request(
-                f'container "{container}" in pod "{info.name}" is waiting to start: '
-                "ContainerCreating")
-        path = log_dir / f"{restarts[0]}.log"
-        data = path.read_bytes()
-        tail = request.param("tailLines")
-        if tail:
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-request.int_param("tailLines"):]) if int(tail) else b""
-        limit = request.int_param("limitBytes")
-        if limit:
-            data = data[:limit]
-        if not request.flag("follow"):
-            return Response(200, data, "text/plain")
-        await self._follow(request, path, data, info, res)
-        return None
-
-    async def _follow(self, request: Request, path: Path, first: bytes, info: RequestInfo,
-                      res: Resource) -> None:
-        """Stream a log file as it grows, until the pod stops running or the client leaves."""
-        send = request.send
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/plain"),
-                                (b"transfer-encoding", b"chunked")]})
-        await send({"type": "http.response.body", "body": first, "more_body": True})
-        offset = path.stat().st_size
-        try:
-            while True:
-                await asyncio.sleep(LOG_POLL_SECONDS)
-                size = path.stat().st_size
-                if size > offset:
-                    with path.open("rb") as handle:
-                        handle.seek(offset)
-                        chunk = handle.read(size - offset)
-                    offset = size
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    continue
-                try:
-                    pod = await self.registry.get(res, info.namespace, info.name)
-                except errors.APIError:
-                    break
-                if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-                    break
-        except OSError:
-            return
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     # -- service accounts and namespaces -----------------------------------------------
 

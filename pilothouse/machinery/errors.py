@@ -146,14 +146,16 @@ def unauthorized(message: str = "Unauthorized") -> APIError:
 
 
 def forbidden_error(
-    user: str, verb: str, resource: str, group: str, name: str | None, scope: str
+    user: str, verb: str, resource: str, group: str, name: str | None, scope: str,
+    subresource: str = "",
 ) -> APIError:
     what = _qualified(resource, group)
     named = f' "{name}"' if name else ""
+    asked = f"{resource}/{subresource}" if subresource else resource
     return APIError(
         403,
         "Forbidden",
-        f'{what}{named} is forbidden: User "{user}" cannot {verb} resource "{resource}" '
+        f'{what}{named} is forbidden: User "{user}" cannot {verb} resource "{asked}" '
         f'in API group "{group}" {scope}',
         name=name or "",
         group=group,

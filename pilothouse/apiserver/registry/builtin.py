@@ -76,7 +76,8 @@ BUILTIN_RESOURCES: tuple[Resource, ...] = (
           short_names=("ns",), subresources=("status", "finalize"),
           field_selectors={"status.phase": _path("status", "phase")}),
     _core("pods", "pod", "Pod", short_names=("po",), categories=("all",),
-          subresources=("status", "binding", "log", "eviction"), field_selectors=_POD_FIELDS),
+          subresources=("status", "binding", "log", "eviction", "exec", "attach", "portforward"),
+          field_selectors=_POD_FIELDS),
     _core("services", "service", "Service", short_names=("svc",), categories=("all",),
           subresources=("status",),
           field_selectors={"spec.clusterIP": _path("spec", "clusterIP"),
@@ -154,6 +155,12 @@ BUILTIN_RESOURCES: tuple[Resource, ...] = (
     Resource("authorization.k8s.io", "v1", "localsubjectaccessreviews",
              "localsubjectaccessreview", "LocalSubjectAccessReview", True, verbs=CREATE_ONLY,
              stored=False),
+    # metrics.k8s.io/v1beta1: what metrics-server serves, answered from the kubelets'
+    # summaries (metrics.py), never stored
+    Resource("metrics.k8s.io", "v1beta1", "nodes", "node", "NodeMetrics", False,
+             verbs=("get", "list"), stored=False),
+    Resource("metrics.k8s.io", "v1beta1", "pods", "pod", "PodMetrics", True,
+             verbs=("get", "list"), stored=False),
     # apiextensions.k8s.io/v1
     Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions",
              "customresourcedefinition", "CustomResourceDefinition", False,
@@ -168,6 +175,9 @@ SUBRESOURCE_DISCOVERY: dict[str, tuple[tuple[str, ...], str, str, str | None]] =
     "binding": (CREATE_ONLY, "", "v1", "Binding"),
     "eviction": (CREATE_ONLY, "policy", "v1", "Eviction"),
     "log": (("get",), "", "v1", "Pod"),
+    "exec": (("create", "get"), "", "", "PodExecOptions"),
+    "attach": (("create", "get"), "", "", "PodAttachOptions"),
+    "portforward": (("create", "get"), "", "", "PodPortForwardOptions"),
     "finalize": (("update",), "", "v1", "Namespace"),
     "token": (CREATE_ONLY, "authentication.k8s.io", "v1", "TokenRequest"),
 }
