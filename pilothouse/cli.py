@@ -4,6 +4,7 @@
     pilothouse apiserver           the API server alone (for multi-process set-ups)
     pilothouse controller-manager  the built-in control loops, against any kubeconfig
     pilothouse scheduler           the scheduler, against any kubeconfig
+    pilothouse node                a node agent (kubelet) that runs pods, joined to any cluster
     pilothouse node --hollow N     N simulated nodes (kwok-style), against any kubeconfig
 
 `up` starts the components listed in `_up_components` as child processes, each talking
@@ -32,11 +33,14 @@ from .apiserver.bootstrap_policy import PLATFORM_COMPONENTS
 from .apiserver.pki import ADMIN_USER, PKI
 from .apiserver.server import APIServer, Settings
 from .machinery.names import is_qualified_name, is_valid_label_value
+from .node.runtime import RUNTIMES
 from .store import DataDirInUse
 from .supervisor import Child
 
 DEFAULT_DATA_DIR = Path("~/.pilothouse")
 DEFAULT_PORT = 6443
+#: A node agent's SIGTERM stops its pods within this many seconds (shutdownGracePeriod).
+NODE_SHUTDOWN_GRACE = 30.0
 CLUSTER_NAME = "pilothouse"
 
 
@@ -79,7 +83,7 @@ def write_component_kubeconfigs(pki: PKI, directory: Path, server: str) -> None:
 
 
 async def _run(settings: Settings, *, started: float, with_components: bool,
-               log_level: str) -> int:
+               with_node: bool, log_level: str) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -100,7 +104,15 @@ async def _run(settings: Settings, *, started: float, with_components: bool,
     write_kubeconfig(server.pki, kubeconfig, url, ADMIN_USER, *server.pki.client_cert(ADMIN_USER))
     components = settings.data_dir / "components"
     write_component_kubeconfigs(server.pki, components, url)
-    children = _up_components(components, log_level) if with_components else []
+    children = []
+    if with_components:
+        from .node.runtime import default_runtime
+
+        runtime, why = default_runtime()
+        if with_node:
+            print(f"Node runtime: {runtime} ({why})", flush=True)
+        children = _up_components(components, log_level, settings.data_dir,
+                                  runtime if with_node else None)
     for child in children:
         child.start()
     elapsed = time.monotonic() - started
@@ -113,18 +125,28 @@ async def _run(settings: Settings, *, started: float, with_components: bool,
     return 0
 
 
-def _up_components(components: Path, log_level: str) -> list[Child]:
-    """The components `up` runs beside the API server, each its own process and identity.
-
-    Later issues add the node agent and the Kubeflow operators here.
+def _up_components(components: Path, log_level: str, data_dir: Path,
+                   runtime: str | None) -> list[Child]:
+    """The components `up` runs beside the API server, each its own process and identity:
+    the control loops, the scheduler and (unless `runtime` is None, `--disable-agent`) one
+    node agent sharing the data dir (its pods' folders and logs live in DATA/pods). Later
+    issues add the Kubeflow operators here.
     """
-    return [
+    children = [
         Child("controller-manager", ["--log-level", log_level, "controller-manager",
                                      "--kubeconfig",
-                                     str(components / "controller-manager.kubeconfig")]),
+                                     str(components / "controller-manager.kubeconfig"),
+                                     "--data-dir", str(data_dir)]),
         Child("scheduler", ["--log-level", log_level, "scheduler", "--kubeconfig",
                             str(components / "scheduler.kubeconfig")]),
     ]
+    if runtime is not None:
+        children.append(Child(
+            "node", ["--log-level", log_level, "node", "--kubeconfig",
+                     str(components / "node.kubeconfig"), "--data-dir", str(data_dir),
+                     "--port", "0", "--runtime", runtime],
+            stop_grace=NODE_SHUTDOWN_GRACE + 5))
+    return children
 
 
 def _runner() -> Callable[[Awaitable[Any]], Any]:
@@ -144,6 +166,7 @@ def _serve(args: argparse.Namespace, *, with_components: bool) -> int:
         default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
         default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds)
     return _runner()(_run(settings, started=started, with_components=with_components,
+                          with_node=with_components and not getattr(args, "disable_agent", False),
                           log_level=args.log_level))
 
 
@@ -155,7 +178,8 @@ def _controller_manager(args: argparse.Namespace) -> int:
     try:
         _runner()(_until_signal(run_controller_manager(
             args.kubeconfig, only=only, leader_elect=args.leader_elect,
-            settings={"node_monitor_grace_period": args.node_monitor_grace_period})))
+            settings={"node_monitor_grace_period": args.node_monitor_grace_period,
+                      "data_dir": str(Path(args.data_dir).expanduser().resolve())})))
     except ValueError as exc:
         print(f"pilothouse controller-manager: {exc}", file=sys.stderr)
         return 2
@@ -171,23 +195,47 @@ def _scheduler(args: argparse.Namespace) -> int:
 
 
 def _node(args: argparse.Namespace) -> int:
-    if not args.hollow:
-        print("pilothouse node: only hollow nodes (--hollow N) exist yet; the node agent that "
-              "runs pods arrives with the kubelet", file=sys.stderr)
-        return 2
-    from .node.hollow import run_hollow_nodes
-
     try:
         labels = parse_node_labels(args.node_labels)
         taints = parse_taints(args.register_with_taints)
     except ValueError as exc:
         print(f"pilothouse node: {exc}", file=sys.stderr)
         return 2
+    if not args.hollow:
+        return _kubelet(args, labels, taints)
+    from .node.hollow import run_hollow_nodes
+
     capacity = {"cpu": args.cpu, "memory": args.memory, "pods": str(args.max_pods)}
     _runner()(_until_signal(run_hollow_nodes(
         args.kubeconfig, count=args.hollow, prefix=args.name_prefix, capacity=capacity,
         labels=labels, taints=taints,
         lease_duration_seconds=args.node_lease_duration_seconds)))
+    return 0
+
+
+def _kubelet(args: argparse.Namespace, labels: dict[str, str],
+             taints: list[dict[str, str]]) -> int:
+    from .client.api import load_kubeconfig
+    from .node.kubelet import KubeletSettings, NodeAgentError, detect_node_ip, run_kubelet
+
+    try:
+        server = load_kubeconfig(args.kubeconfig).host
+    except Exception as exc:  # the official loader raises several kinds for a bad file
+        print(f"pilothouse node: cannot use kubeconfig {args.kubeconfig}: {exc}",
+              file=sys.stderr)
+        return 2
+    settings = KubeletSettings(
+        node_name=(args.node_name or socket.gethostname()).lower(),
+        data_dir=Path(args.data_dir).expanduser().resolve(),
+        node_ip=args.node_ip or detect_node_ip(server), port=args.port, labels=labels,
+        taints=tuple(taints), max_pods=args.max_pods,
+        lease_duration_seconds=args.node_lease_duration_seconds, runtime=args.runtime,
+        shutdown_grace_seconds=args.shutdown_grace_period)
+    try:
+        _runner()(_until_signal(run_kubelet(args.kubeconfig, settings)))
+    except NodeAgentError as exc:
+        print(f"pilothouse node: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -247,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
                               "(default ~/.pilothouse)")
         sub.add_argument("--port", type=_port, default=DEFAULT_PORT,
                          help="HTTPS port on 127.0.0.1 (default 6443)")
+        if name == "up":
+            sub.add_argument("--disable-agent", action="store_true",
+                             help="run the control plane only, without the node agent (as "
+                                  "k3s server --disable-agent); join nodes with "
+                                  "`pilothouse node`")
         for condition in ("not-ready", "unreachable"):
             sub.add_argument(f"--default-{condition}-toleration-seconds", type=_count,
                              default=300,
@@ -257,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     manager.add_argument("--controllers", default="",
                          help="comma-separated controller names (default: all)")
     manager.add_argument("--no-leader-elect", dest="leader_elect", action="store_false")
+    manager.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
+                         help="where the local-path provisioner keeps volumes (DATA/storage; "
+                              "default ~/.pilothouse)")
     manager.add_argument("--node-monitor-grace-period", type=_seconds, default=40.0,
                          help="seconds without a heartbeat before a node is NotReady "
                               "(default 40)")
@@ -264,13 +320,29 @@ def main(argv: list[str] | None = None) -> int:
     scheduler.add_argument("--kubeconfig", required=True)
     scheduler.add_argument("--scheduler-name", default="default-scheduler")
     scheduler.add_argument("--no-leader-elect", dest="leader_elect", action="store_false")
-    node = commands.add_parser("node", help="run a node (hollow nodes for now)")
+    node = commands.add_parser("node", help="run a node agent (kubelet) joined to a cluster")
     node.add_argument("--kubeconfig", required=True)
+    node.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
+                      help="where pods' folders, logs, images and the agent's state live "
+                           "(default ~/.pilothouse)")
+    node.add_argument("--node-name", default="", help="the Node's name (default: hostname)")
+    node.add_argument("--node-ip", default="",
+                      help="the address the node reports and serves the kubelet API on "
+                           "(default: this machine's address towards the API server)")
+    node.add_argument("--port", type=_port_or_zero, default=10250,
+                      help="the kubelet API's HTTPS port; 0 picks a free one (default 10250)")
+    node.add_argument("--runtime", default=None, choices=sorted(RUNTIMES),
+                      help="the node's default container runtime (default: sandbox where "
+                           "Linux namespaces work, else process)")
+    node.add_argument("--shutdown-grace-period", type=_seconds, default=NODE_SHUTDOWN_GRACE,
+                      help="on SIGTERM, the longest the agent waits for its pods to stop "
+                           f"(default {NODE_SHUTDOWN_GRACE:g})")
     node.add_argument("--hollow", type=_count, default=0,
-                      help="register N simulated nodes that run nothing, as kwok does")
+                      help="instead: register N simulated nodes that run nothing, as kwok "
+                           "does")
     node.add_argument("--name-prefix", default="hollow-node-")
-    node.add_argument("--cpu", default="8")
-    node.add_argument("--memory", default="32Gi")
+    node.add_argument("--cpu", default="8", help="hollow nodes' cpu capacity")
+    node.add_argument("--memory", default="32Gi", help="hollow nodes' memory capacity")
     node.add_argument("--max-pods", type=_count, default=110)
     node.add_argument("--node-labels", default="")
     node.add_argument("--register-with-taints", default="")
@@ -314,6 +386,10 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError("must not be negative")
     return value
+
+
+def _port_or_zero(text: str) -> int:
+    return 0 if text.strip() == "0" else _port(text)
 
 
 def _port(text: str) -> int:

@@ -31,9 +31,12 @@ def _die_with_parent() -> None:
 
 
 class Child:
-    def __init__(self, name: str, args: list[str]) -> None:
+    def __init__(self, name: str, args: list[str], *,
+                 stop_grace: float = STOP_GRACE_SECONDS) -> None:
         self.name = name
         self.argv = [sys.executable, "-m", "pilothouse.cli", *args]
+        #: How long a SIGTERM may take before SIGKILL (the node agent stops its pods first).
+        self.stop_grace = stop_grace
         self._process: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -59,7 +62,7 @@ class Child:
         if process is not None and process.returncode is None:
             process.terminate()
             try:
-                await asyncio.wait_for(process.wait(), STOP_GRACE_SECONDS)
+                await asyncio.wait_for(process.wait(), self.stop_grace)
             except TimeoutError:
                 process.kill()
                 await process.wait()

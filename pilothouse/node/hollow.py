@@ -8,7 +8,8 @@ condition (the kubelet's nodeStatusReportFrequency, and its repair of a node the
 controller marked Unknown); reports the pods bound to it Running through `pods/status`;
 and finishes the deletion of pods that have a deletionTimestamp (gracePeriodSeconds 0,
 as the kubelet does once their containers have stopped). No process is started; pods
-get fake IPs and container IDs.
+get fake IPs and container IDs, and the node has no kubelet API (daemonEndpoints port 0),
+so logs and exec say so instead of reaching a fake address.
 
 Efficiency, for hundreds of nodes and thousands of pods in one process: one informer
 for all pods bound to any node (`spec.nodeName!=`) and one for nodes, both filtered to
@@ -47,6 +48,7 @@ from ..client import ApiError, Client, Informer, WorkQueue, object_key, split_ke
 from ..client.controller import process_queue
 from ..machinery.meta import now as utcnow
 from ..machinery.meta import parse_time, rfc3339, rfc3339_micro
+from .podstatus import TERMINAL_PHASES, pod_conditions, restart_backoff
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +68,10 @@ STATUS_REPORT_INTERVAL = 300.0
 TICKS = 10
 POD_WORKERS = 8
 MAX_IN_FLIGHT = 32
-BACKOFF_BASE = 10.0
-BACKOFF_MAX = 300.0
 
 NODE_NETWORK = ipaddress.IPv4Network("10.64.0.0/10")
 POD_NETWORK = ipaddress.IPv4Network("10.128.0.0/9")
 EPHEMERAL_STORAGE = "100Gi"
-TERMINAL_PHASES = ("Succeeded", "Failed")
 
 _ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 ARCH = _ARCHITECTURES.get(platform.machine().lower(), platform.machine().lower())
@@ -136,7 +135,7 @@ def node_status(name: str, *, ip: str, capacity: Mapping[str, str], now: datetim
         "conditions": conditions,
         "addresses": [{"type": "InternalIP", "address": ip},
                       {"type": "Hostname", "address": name}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},  # no kubelet API
         "nodeInfo": {
             "machineID": digest[:32], "systemUUID": digest[32:], "bootID": digest[:32],
             "kernelVersion": platform.release(), "osImage": "Pilothouse hollow node",
@@ -185,13 +184,6 @@ def exit_plan(pod: Mapping[str, Any]) -> tuple[int, float] | None:
     return exit_code, max(seconds, 0.0)
 
 
-def restart_backoff(restart_count: int) -> float:
-    """Seconds before the next restart of a container that restarted `restart_count` times."""
-    if restart_count <= 0:
-        return 0.0
-    return min(BACKOFF_BASE * 2 ** (restart_count - 1), BACKOFF_MAX)
-
-
 def _container_id(uid: str, name: str, restarts: int) -> str:
     return RUNTIME_VERSION + hashlib.sha256(f"{uid}/{name}/{restarts}".encode()).hexdigest()
 
@@ -230,52 +222,11 @@ def _init_statuses(pod: Mapping[str, Any], started: str) -> list[dict[str, Any]]
     return statuses
 
 
-def _condition(old: Mapping[str, Any] | None, kind: str, status: str, now: str,
-               reason: str = "", message: str = "") -> dict[str, Any]:
-    if old is not None and old.get("status") == status and old.get("reason", "") == reason \
-            and old.get("message", "") == message:
-        return dict(old)
-    condition: dict[str, Any] = {"type": kind, "status": status, "lastProbeTime": None,
-                                 "lastTransitionTime": now}
-    if reason:
-        condition["reason"] = reason
-    if message:
-        condition["message"] = message
-    return condition
-
-
 def _conditions(pod: Mapping[str, Any], phase: str, statuses: list[dict[str, Any]],
                 now: str) -> list[dict[str, Any]]:
-    """The kubelet's pod conditions; conditions others own (DisruptionTarget, gates) stay."""
-    existing = {c.get("type"): c for c in (pod.get("status") or {}).get("conditions") or ()}
-    unready = [s["name"] for s in statuses if not s["ready"]]
-    if phase == "Succeeded":
-        reason, message = "PodCompleted", ""
-    elif unready:
-        reason, message = "ContainersNotReady", f"containers with unready status: [{' '.join(unready)}]"
-    else:
-        reason, message = "", ""
-    ready = "False" if unready or phase in TERMINAL_PHASES else "True"
-    gates = [g.get("conditionType") for g in (pod.get("spec") or {}).get("readinessGates") or ()]
-    gated = [g for g in gates if (existing.get(g) or {}).get("status") != "True"]
-    pod_ready, pod_reason, pod_message = ready, reason, message
-    if ready == "True" and gated:
-        pod_ready, pod_reason = "False", "ReadinessGatesNotReady"
-        pod_message = f"corresponding condition of pod readiness gate \"{gated[0]}\" does not exist."
-    ours = {
-        "PodReadyToStartContainers": _condition(
-            existing.get("PodReadyToStartContainers"), "PodReadyToStartContainers",
-            "False" if phase in TERMINAL_PHASES else "True", now),
-        "Initialized": _condition(existing.get("Initialized"), "Initialized", "True", now),
-        "Ready": _condition(existing.get("Ready"), "Ready", pod_ready, now, pod_reason,
-                            pod_message),
-        "ContainersReady": _condition(existing.get("ContainersReady"), "ContainersReady",
-                                      ready, now, reason, message),
-        "PodScheduled": existing.get("PodScheduled") or _condition(None, "PodScheduled",
-                                                                   "True", now),
-    }
-    others = [c for kind, c in existing.items() if kind not in ours]
-    return [*ours.values(), *others]
+    """The kubelet's pod conditions, for a pod whose sandbox and init containers are done."""
+    return pod_conditions(pod, phase=phase, sandbox_ready=True, initialized=True,
+                          init_pending=(), statuses=statuses, now=now)
 
 
 def pod_status(pod: Mapping[str, Any], *, host_ip: str, pod_ip: str, now: datetime,

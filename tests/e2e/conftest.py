@@ -119,8 +119,14 @@ def hollow_nodes(cluster: Cluster, count: int, prefix: str, *args: str,
                  timeout: float = 30) -> Iterator[list[str]]:
     """`pilothouse node --hollow` for the duration of a block: yields the node names once
     they are Ready; afterwards stops the process and deletes the nodes, so no later test
-    has pods scheduled onto nodes that no longer run anything."""
+    has pods scheduled onto nodes that no longer run anything.
+
+    Meanwhile the cluster's real node is cordoned, so the block's pods (images that exist
+    nowhere, counted on hollow nodes) are scheduled to the hollow nodes only."""
     names = [f"{prefix}{i}" for i in range(count)]
+    real = cluster.kubectl("get", "node", node_name(), check=False).returncode == 0
+    if real:
+        cluster.kubectl("cordon", node_name())
     with (cluster.home / "hollow-nodes.log").open("a") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "pilothouse.cli", "--log-level", "info", "node",
@@ -149,6 +155,8 @@ def hollow_nodes(cluster: Cluster, count: int, prefix: str, *args: str,
                 process.wait()
         cluster.kubectl("delete", "node", *names, "--ignore-not-found", "--wait=false",
                         check=False)
+        if real:
+            cluster.kubectl("uncordon", node_name(), check=False)
 
 
 @pytest.fixture(scope="session")
@@ -157,5 +165,92 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         pytest.fail(f"the end-to-end tests need the real kubectl at {KUBECTL}")
     root = tmp_path_factory.mktemp("cluster")
     running = start_cluster(root / "data", root / "home")
-    yield running
-    stop_cluster(running)
+    try:
+        wait_node_ready(running, node_name())
+        yield running
+    finally:
+        stop_cluster(running)
+
+
+def wait_node_ready(cluster: Cluster, name: str, timeout: float = 60) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        result = cluster.kubectl("get", "node", name, "-o", "json", check=False)
+        node = json.loads(result.stdout) if result.returncode == 0 else None
+        return node if node is not None and node_ready(node) else None
+
+    return wait_for(ready, f"node {name} Ready", timeout=timeout,
+                    explain=lambda: (cluster.home / "pilothouse.log").read_text()[-3000:])
+
+
+# -- the node agent `up` runs ------------------------------------------------------------
+
+#: The image tests run: a Python virtual environment on the node, made on first use.
+IMAGE = "python:3.11"
+
+
+def node_name() -> str:
+    """The node `up` runs is named after this machine, as a kubelet's node is."""
+    return socket.gethostname().lower()
+
+
+@pytest.fixture(scope="session")
+def node(cluster: Cluster) -> str:
+    """The Ready node of the session cluster (its agent starts with `up`)."""
+    return wait_node_ready(cluster, node_name())["metadata"]["name"]
+
+
+@pytest.fixture
+def ns(cluster: Cluster, node: str) -> Iterator[str]:
+    """A namespace of the test's own, deleted afterwards (its pods stop with it)."""
+    name = f"t{os.urandom(4).hex()}"
+    cluster.kubectl("create", "namespace", name)
+    wait_for(lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name,
+                                     check=False).returncode == 0,
+             f"the default service account of {name}")
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def get_json(cluster: Cluster, *args: str) -> dict[str, Any] | None:
+    result = cluster.kubectl("get", *args, "-o", "json", check=False)
+    if result.returncode != 0:
+        assert "NotFound" in result.stderr, result.stderr
+        return None
+    return json.loads(result.stdout)
+
+
+def wait_pod(cluster: Cluster, namespace: str, name: str,
+             check: Callable[[dict[str, Any]], Any], what: str, *,
+             timeout: float = 30) -> dict[str, Any]:
+    """Wait until `check(pod)` holds; on timeout, show the pod's status and events."""
+    def current() -> Any:
+        pod = get_json(cluster, "pod", name, "-n", namespace)
+        return pod if pod is not None and check(pod) else None
+
+    def explain() -> str:
+        pod = get_json(cluster, "pod", name, "-n", namespace) or {}
+        events = cluster.kubectl("get", "events", "-n", namespace, check=False).stdout
+        return f"status: {json.dumps(pod.get('status'), indent=1)}\nevents:\n{events}"
+
+    return wait_for(current, f"pod {namespace}/{name}: {what}", timeout=timeout,
+                    explain=explain)
+
+
+def phase_is(phase: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda pod: (pod.get("status") or {}).get("phase") == phase
+
+
+def container_state(pod: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    status = next((s for s in statuses if name is None or s["name"] == name), None)
+    return status or {}
+
+
+def pod_manifest(name: str, namespace: str, command: list[str], **spec: Any) -> str:
+    """A one-container pod running `command` in the test image, as JSON for kubectl."""
+    container = {"name": spec.pop("container_name", "main"), "image": IMAGE,
+                 "command": command, **spec.pop("container", {})}
+    return json.dumps({"apiVersion": "v1", "kind": "Pod",
+                       "metadata": {"name": name, "namespace": namespace},
+                       "spec": {"containers": [container],
+                                "terminationGracePeriodSeconds": 2, **spec}})
