@@ -21,9 +21,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import orjson
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -103,21 +105,23 @@ class Server:
                                          token=self.token)
 
 
-def spawn_server(data_dir: Path, port: int, command: str = "apiserver") -> subprocess.Popen[bytes]:
+def spawn_server(data_dir: Path, port: int, command: str = "apiserver",
+                 args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "pilothouse.cli", command, "--data-dir", str(data_dir),
-         "--port", str(port)],
+         "--port", str(port), *args],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )
 
 
 @contextlib.contextmanager
-def running_server(command: str = "apiserver", timeout: float = 60.0) -> Iterator[Server]:
+def running_server(command: str = "apiserver", timeout: float = 60.0,
+                   args: Sequence[str] = ()) -> Iterator[Server]:
     """Start a server on a fresh temp data dir; SIGTERM it (and wait) on exit."""
     with tempfile.TemporaryDirectory(prefix="pilothouse-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         port = free_port()
-        process = spawn_server(data_dir, port, command)
+        process = spawn_server(data_dir, port, command, args)
         try:
             ready = _wait_ready_line(process, timeout)
             token = read_admin_token(data_dir)
@@ -237,6 +241,58 @@ class HTTPConnection:
         self.writer.close()
         with contextlib.suppress(Exception):
             await self.writer.wait_closed()
+
+
+# -- API helpers ---------------------------------------------------------------------
+
+
+async def create_namespace(conn: HTTPConnection, ns: str) -> None:
+    status, text = await conn.request("POST", "/api/v1/namespaces", orjson.dumps(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+    if status >= 300:
+        raise RuntimeError(f"create namespace {ns}: {status} {text[:300]!r}")
+
+
+async def checked(conn: HTTPConnection, method: str, path: str, body: bytes | None = None
+                  ) -> bytes:
+    status, text = await conn.request(method, path, body)
+    if status >= 300:
+        raise RuntimeError(f"{method} {path}: {status} {text[:300]!r}")
+    return text
+
+
+class Watch:
+    """One watch stream (from the current resourceVersion) and a callback per object."""
+
+    def __init__(self, conn: HTTPConnection, on_object: Callable[[str, dict], bool]) -> None:
+        self.conn = conn
+        self.on_object = on_object
+
+    @classmethod
+    async def open(cls, server: Server, path: str, on_object: Callable[[str, dict], bool]
+                   ) -> Watch:
+        conn = await server.connect()
+        body = await checked(conn, "GET", f"{path}?limit=1")
+        version = orjson.loads(body)["metadata"]["resourceVersion"]
+        conn.send("GET", f"{path}?watch=1&resourceVersion={version}")
+        await conn.read_head()
+        return cls(conn, on_object)
+
+    async def follow(self) -> None:
+        """Until `on_object` returns True (it is done)."""
+        buffered = b""
+        try:
+            while True:
+                buffered += await self.conn.read_chunk()
+                *lines, buffered = buffered.split(b"\n")
+                for line in lines:
+                    if line:
+                        event = orjson.loads(line)
+                        if self.on_object(event["type"], event["object"]):
+                            return
+        finally:
+            await self.conn.close()
+
 
 
 def new_event_loop_policy() -> None:

@@ -2,8 +2,9 @@
 
     python bench/controller_reaction.py [--runs 3] [--replicas 100] [--nodes 20]
 
-Starts `pilothouse up` (API server, controller manager, scheduler) on a temp dir and 20
-hollow nodes (`pilothouse node --hollow`, one process), then, in the same run:
+Starts `pilothouse up --disable-agent` (API server, controller manager, scheduler; no real
+node) on a temp dir and 20 hollow nodes (`pilothouse node --hollow`, one process), then, in
+the same run:
 
 1. **The Deployment** (the figure), 3 runs, each in a fresh namespace: `POST` a
    Deployment of 100 replicas (a busybox container asking for 10m CPU), with a watch on
@@ -42,7 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import (  # noqa: E402
     HTTPConnection,
     Server,
+    Watch,
+    checked,
     cpu_seconds,
+    create_namespace,
     descendants,
     machine_line,
     new_event_loop_policy,
@@ -74,21 +78,6 @@ def deployment(name: str, replicas: int) -> bytes:
                               "spec": {"containers": [CONTAINER]}}}})
 
 
-async def create_namespace(conn: HTTPConnection, ns: str) -> None:
-    status, text = await conn.request("POST", "/api/v1/namespaces", orjson.dumps(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
-    if status >= 300:
-        raise RuntimeError(f"create namespace {ns}: {status} {text[:300]!r}")
-
-
-async def checked(conn: HTTPConnection, method: str, path: str, body: bytes | None = None
-                  ) -> bytes:
-    status, text = await conn.request(method, path, body)
-    if status >= 300:
-        raise RuntimeError(f"{method} {path}: {status} {text[:300]!r}")
-    return text
-
-
 async def merge_patch(conn: HTTPConnection, token: str, path: str, body: bytes) -> None:
     """A PATCH with `application/merge-patch+json` (the harness client sends plain JSON)."""
     conn.writer.write(
@@ -99,39 +88,6 @@ async def merge_patch(conn: HTTPConnection, token: str, path: str, body: bytes) 
     text = await conn.read_body(headers)
     if status >= 300:
         raise RuntimeError(f"PATCH {path}: {status} {text[:300]!r}")
-
-
-class Watch:
-    """One watch stream (from the current resourceVersion) and a callback per object."""
-
-    def __init__(self, conn: HTTPConnection, on_object: Callable[[str, dict], bool]) -> None:
-        self.conn = conn
-        self.on_object = on_object
-
-    @classmethod
-    async def open(cls, server: Server, path: str, on_object: Callable[[str, dict], bool]
-                   ) -> Watch:
-        conn = await server.connect()
-        body = await checked(conn, "GET", f"{path}?limit=1")
-        version = orjson.loads(body)["metadata"]["resourceVersion"]
-        conn.send("GET", f"{path}?watch=1&resourceVersion={version}")
-        await conn.read_head()
-        return cls(conn, on_object)
-
-    async def follow(self) -> None:
-        """Until `on_object` returns True (it is done)."""
-        buffered = b""
-        try:
-            while True:
-                buffered += await self.conn.read_chunk()
-                *lines, buffered = buffered.split(b"\n")
-                for line in lines:
-                    if line:
-                        event = orjson.loads(line)
-                        if self.on_object(event["type"], event["object"]):
-                            return
-        finally:
-            await self.conn.close()
 
 
 class Milestones:
@@ -284,7 +240,8 @@ async def raw_run(conns: list[HTTPConnection], token: str, run: int, replicas: i
 
 async def bench(runs: int, replicas: int, node_count: int) -> None:
     print(machine_line())
-    with running_server("up") as server:
+    # The control plane alone: the pods go to hollow nodes, not to a real node agent.
+    with running_server("up", args=("--disable-agent",)) as server:
         hollow = spawn(server, "node", "--hollow", str(node_count), "--kubeconfig",
                        str(server.data_dir / "components" / "node.kubeconfig"),
                        "--name-prefix", "reaction-node-")
