@@ -613,7 +613,9 @@ class Shim:
         elif kind == STDIN and client.stdin and self.stdin_fd >= 0:
             self.stdin_buffer += payload
             self.flush_stdin(self.stdin_fd, select.POLLOUT)
-        elif kind == CLOSE_STDIN and client.stdin:
+        elif kind == CLOSE_STDIN and client.stdin and self.config.get("stdin_once"):
+            # Without stdinOnce the container's stdin outlives its attached clients, as a
+            # container runtime keeps it: the next `kubectl attach -i` writes to it again.
             self.close_stdin()
         elif kind == RESIZE and self.master >= 0 and len(payload) == 4:
             width, height = struct.unpack(">HH", payload)
