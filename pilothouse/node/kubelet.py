@@ -167,6 +167,8 @@ class Kubelet:
         self._network = pod_network(self.node_name)
         self._ips: dict[str, str] = {}
         self._runtime_classes: dict[str, str] = {}
+        self._existing: dict[str, list[tuple[Runtime, ContainerStatus]]] = {}
+        self._event_tasks: set[asyncio.Task] = set()
         self._sar_cache: dict[tuple, tuple[bool, float]] = {}
         self._pulls: dict[str, asyncio.Lock] = {}
         self._node_uid = ""
@@ -196,6 +198,7 @@ class Kubelet:
             self.runtime_for_handler("")
         except RuntimeUnavailable as err:
             raise NodeAgentError(f"runtime {self.default_runtime}: {err}") from None
+        await self._index_existing()
         await self.server.start()
         await self._register()
         self._tasks = [
@@ -447,8 +450,13 @@ class Kubelet:
 
     async def event(self, pod: Mapping[str, Any], event_type: str, reason: str,
                     message: str) -> None:
+        """Record an Event on the pod without waiting for the write, as the kubelet's event
+        broadcaster does: a pod's start is not held up by its Pulled/Created/Started."""
         obj = {"kind": "Pod", "apiVersion": "v1", "metadata": pod.get("metadata") or {}}
-        await self.recorder.record(obj, event_type, reason, message)
+        task = asyncio.get_running_loop().create_task(
+            self.recorder.record(obj, event_type, reason, message))
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
 
     # -- runtimes and images ------------------------------------------------------------
 
@@ -515,6 +523,22 @@ class Kubelet:
                              f'Successfully pulled image "{image}" in {took * 1000:.0f}ms '
                              f"({took * 1000:.0f}ms including waiting). Image size: 0 bytes.")
             return ref
+
+    async def _index_existing(self) -> None:
+        """What a previous kubelet left running, by pod uid, for the pod workers to adopt:
+        listed once at start, from each local runtime that works here."""
+        for name in ("sandbox", "process"):
+            try:
+                runtime = self.runtime_for_handler(name)
+            except (RuntimeUnavailable, KeyError):
+                continue
+            for status in await runtime.list_containers():
+                if status.id.startswith(f"{runtime.name}://"):
+                    uid = status.labels.get(LABEL_POD_UID, "")
+                    self._existing.setdefault(uid, []).append((runtime, status))
+
+    def existing_containers(self, uid: str) -> list[tuple[Runtime, ContainerStatus]]:
+        return self._existing.pop(uid, [])
 
     def collect_old_runs(self, uid: str, name: str, keep: set[str]) -> None:
         async def collect() -> None:

@@ -226,15 +226,14 @@ class PodWorker:
         return view
 
     async def _adopt(self, pod: Mapping[str, Any]) -> None:
-        """Find containers a previous kubelet started for this pod (by their labels)."""
-        runtime = self._runtime_guess(pod)
-        if runtime is None:
-            return
-        self.runtime = runtime
+        """Take over the containers a previous kubelet started for this pod (found by their
+        labels when this kubelet started)."""
         found: dict[str, list[ContainerStatus]] = {}
-        for status in await runtime.list_containers():
-            if status.labels.get(LABEL_POD_UID) == self.uid:
-                found.setdefault(status.name, []).append(status)
+        for runtime, status in self.kubelet.existing_containers(self.uid):
+            self.runtime = runtime
+            found.setdefault(status.name, []).append(status)
+        if self.runtime is None:
+            self.runtime = self._runtime_guess(pod)
         for container, view in self._spec_views(pod):
             runs = sorted(found.get(container["name"], ()), key=lambda s: s.attempt)
             if runs:

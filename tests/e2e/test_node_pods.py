@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 from .conftest import (
     IMAGE,
@@ -245,6 +246,90 @@ def test_runtime_class_picks_the_process_runtime(cluster: Cluster, ns: str) -> N
         assert container_state(pod)["containerID"].startswith("process://")
     finally:
         cluster.kubectl("delete", "runtimeclass", f"plain-{ns}", check=False)
+
+
+def test_an_absent_container_engine_fails_clearly(cluster: Cluster, ns: str) -> None:
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+        "metadata": {"name": f"engine-{ns}"}, "handler": "docker"}))
+    try:
+        cluster.kubectl("apply", "-f", "-", input=pod_manifest(
+            "engine", ns, ["true"], runtimeClassName=f"engine-{ns}"))
+
+        def sandbox_event() -> str:
+            events = cluster.kubectl("get", "events", "-n", ns, "--field-selector",
+                                     "involvedObject.name=engine").stdout
+            return events if "FailedCreatePodSandBox" in events else ""
+
+        events = wait_for(sandbox_event, "FailedCreatePodSandBox for the docker handler")
+        assert "docker" in events
+        assert get_json(cluster, "pod", "engine", "-n", ns)["status"]["phase"] == "Pending"
+    finally:
+        cluster.kubectl("delete", "runtimeclass", f"engine-{ns}", check=False)
+
+
+def test_pull_policy_never_needs_the_image_present(cluster: Cluster, ns: str) -> None:
+    cluster.kubectl("apply", "-f", "-", input=pod_manifest(
+        "never", ns, ["true"], container={"image": f"absent-{ns}:1",
+                                          "imagePullPolicy": "Never"}))
+    pod = wait_pod(cluster, ns, "never", lambda p: container_state(p).get("state", {}).get(
+        "waiting", {}).get("reason") == "ErrImageNeverPull", "ErrImageNeverPull")
+    assert container_state(pod)["state"]["waiting"]["message"] == \
+        f'Container image "absent-{ns}:1" is not present with pull policy of Never'
+
+
+def test_attach_reaches_the_containers_stdin_and_stdout(cluster: Cluster, ns: str) -> None:
+    cluster.kubectl("apply", "-f", "-", input=pod_manifest(
+        "echoer", ns, ["sh", "-c", "while read line; do echo got-$line; done"],
+        container={"stdin": True}))
+    wait_pod(cluster, ns, "echoer", lambda p: "running" in container_state(p).get(
+        "state", {}), "running")
+    # Without stdinOnce the container's stdin stays open after this client leaves, so
+    # kubectl keeps following its output, as on a real cluster: read, then stop it.
+    attach = subprocess.Popen(["/usr/bin/kubectl", "attach", "-i", "echoer", "-n", ns],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env=cluster.env)
+    try:
+        assert attach.stdin is not None and attach.stdout is not None
+        attach.stdin.write("hello\n")
+        attach.stdin.flush()
+        line = attach.stdout.readline()
+        while line and "got-" not in line:
+            line = attach.stdout.readline()
+        assert line.strip() == "got-hello"
+    finally:
+        attach.kill()
+        attach.wait()
+    assert "got-hello" in cluster.kubectl("logs", "echoer", "-n", ns).stdout
+    pod = get_json(cluster, "pod", "echoer", "-n", ns)
+    assert container_state(pod)["restartCount"] == 0
+
+
+def test_pre_stop_hook_runs_before_the_container_stops(cluster: Cluster, ns: str,
+                                                       tmp_path: Path) -> None:
+    out = tmp_path / "hook"
+    out.mkdir()
+    cluster.kubectl("apply", "-f", "-", input=pod_manifest(
+        "hooked", ns, ["sleep", "3600"], terminationGracePeriodSeconds=10,
+        volumes=[{"name": "out", "hostPath": {"path": str(out)}}],
+        container={"volumeMounts": [{"name": "out", "mountPath": "/out"}],
+                   "lifecycle": {"preStop": {"exec": {"command": [
+                       "sh", "-c", "echo stopping > /out/prestop"]}}}}))
+    wait_pod(cluster, ns, "hooked", lambda p: "running" in container_state(p).get(
+        "state", {}), "running")
+    cluster.kubectl("delete", "pod", "hooked", "-n", ns, "--timeout=30s")
+    assert (out / "prestop").read_text() == "stopping\n"
+
+
+def test_empty_dir_over_its_size_limit_evicts_the_pod(cluster: Cluster, ns: str) -> None:
+    cluster.kubectl("apply", "-f", "-", input=pod_manifest(
+        "greedy", ns, ["sh", "-c", "head -c 3000000 /dev/zero > /cache/blob; sleep 3600"],
+        volumes=[{"name": "cache", "emptyDir": {"sizeLimit": "1Mi"}}],
+        container={"volumeMounts": [{"name": "cache", "mountPath": "/cache"}]}))
+    pod = wait_pod(cluster, ns, "greedy", phase_is("Failed"), "Failed (evicted)", timeout=60)
+    assert pod["status"]["reason"] == "Evicted"
+    assert 'Usage of EmptyDir volume "cache" exceeds the limit "1Mi".' in \
+        pod["status"]["message"]
 
 
 def test_image_is_a_virtual_environment_a_pod_can_change_alone(cluster: Cluster,
