@@ -8,9 +8,10 @@ the node settle for 5 s, then over `--window` seconds measures:
 
 - the node agent's CPU (its process: the kubelet loop, probes-free pods, PLEG relists,
   status and lease heartbeats), as millicores in all and per pod;
-- memory: the agent's RSS, plus the per-container supervisors (shims) and, under the
-  sandbox runtime, each container's bubblewrap parent — all that the node adds beside
-  the container's own process — in all and per pod.
+- memory: the agent's, the per-container supervisors' (shims) and, under the sandbox
+  runtime, each container's bubblewrap init's — all that the node adds beside the
+  container's own process — in all and per pod, as RSS and as PSS (shared pages split
+  among their sharers, so the sum counts each page once).
 
 The baseline, in the same run: the same `--pods` `sleep 3600` processes started with
 `subprocess.Popen`, whose own RSS per process is the work itself. `overhead / process`
@@ -57,14 +58,23 @@ def node_agent(up_pid: int) -> int:
 
 
 def supervisors(pods_root: Path) -> list[int]:
-    """Shims of this cluster's containers, and (sandbox runtime) their bubblewrap parents."""
-    found = []
+    """Shims of this cluster's containers and, under the sandbox runtime, the bubblewrap
+    processes below them (its monitor outside the namespaces and its init inside)."""
+    shims = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             line = cmdline(int(entry))
-            if str(pods_root) in line and ("shim.py" in line or line.startswith("bwrap")):
-                found.append(int(entry))
-    return found
+            if "shim.py" in line and str(pods_root) in line:
+                shims.append(int(entry))
+    wrappers = []
+    for shim in shims:
+        for pid in descendants(shim):
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "bwrap":
+                    wrappers.append(pid)
+            except OSError:
+                pass
+    return shims + wrappers
 
 
 def total_rss(pids: list[int]) -> float:
@@ -75,6 +85,20 @@ def total_rss(pids: list[int]) -> float:
         except (OSError, RuntimeError):
             pass
     return total
+
+
+def total_pss(pids: list[int]) -> float:
+    """Proportional set size: shared pages (the interpreter, libraries) split among the
+    processes sharing them, so a sum over processes counts each page once."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
 
 
 async def main(count: int, window: float) -> None:
@@ -96,27 +120,34 @@ async def main(count: int, window: float) -> None:
         agent_rss = rss_mib(agent)
         shims = supervisors(server.data_dir / "pods")
         shim_rss = total_rss(shims)
+        shim_pss = total_pss(shims)
+        agent_pss = total_pss([agent])
     processes = [subprocess.Popen(["sleep", "3600"]) for _ in range(count + 1)]
     try:
         time.sleep(0.5)
         process_rss = total_rss([p.pid for p in processes]) / len(processes)
+        process_pss = total_pss([p.pid for p in processes]) / len(processes)
     finally:
         for process in processes:
             process.kill()
             process.wait()
     pods = count + 1  # the warm-up pod runs too
-    per_pod = (agent_rss + shim_rss) / pods
+    per_pod = (agent_pss + shim_pss) / pods
     print_table(f"Node density: {pods} running pods on one node agent", [
         "measure", "in all", "per pod"], [
         ["agent CPU (millicores)", f"{agent_millicores:.0f}", f"{agent_millicores / pods:.2f}"],
         ["agent RSS (MiB)", f"{agent_rss:.0f}", f"{agent_rss / pods:.2f}"],
-        [f"shims + sandboxes RSS (MiB, {len(shims)} processes)", f"{shim_rss:.0f}",
+        [f"shims + bwrap RSS (MiB, {len(shims)} processes)", f"{shim_rss:.0f}",
          f"{shim_rss / pods:.2f}"],
-        ["node overhead RSS (MiB)", f"{agent_rss + shim_rss:.0f}", f"{per_pod:.2f}"],
-        ["baseline: a Popen'd sleep's own RSS (MiB)", f"{process_rss * pods:.0f}",
-         f"{process_rss:.2f}"],
-        ["overhead / process", "", f"{per_pod / process_rss:.1f}x"],
+        [f"shims + bwrap PSS (MiB, {len(shims)} processes)", f"{shim_pss:.0f}",
+         f"{shim_pss / pods:.2f}"],
+        ["node overhead PSS: agent + shims + bwrap (MiB)", f"{agent_pss + shim_pss:.0f}",
+         f"{per_pod:.2f}"],
+        ["baseline: a Popen'd sleep's own PSS (MiB)", f"{process_pss * pods:.0f}",
+         f"{process_pss:.2f}"],
+        ["overhead / process (PSS)", "", f"{per_pod / process_pss:.1f}x"],
     ])
+    print(f"(a sleep's RSS, counting its shared libraries in full: {process_rss:.2f} MiB)")
 
 
 if __name__ == "__main__":

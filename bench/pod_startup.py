@@ -152,7 +152,7 @@ async def main(runs: int, burst: int) -> None:
         await delete_all(server, "bench")
         together = await start_pods(server, "bench", [f"burst-{i}" for i in range(burst)])
         await delete_all(server, "bench")
-    rows = [row("1 pod at a time", single, popen_times(runs, together=False)),
+    rows = [row("1 pod at a time", sorted(single), popen_times(runs, together=False)),
             row(f"{burst} pods at once", together, popen_times(burst, together=True))]
     print_table("Pod startup: create to Running (ms) beside subprocess.Popen (ms)",
                 ["case", "pods", "p50", "p99", "Popen p50", "Popen p99", "p50 ratio",
