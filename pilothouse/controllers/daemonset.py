@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..client import ApiError, Controller, object_key, split_key
-from ..machinery.selectors import label_selector_from_dict
+from ..machinery.selectors import label_selector_from_dict, node_selector_term_matches
 from ._workloads import (
     Expectations,
     claim,
@@ -113,36 +113,10 @@ def untolerated(taints: Iterable[Mapping[str, Any]], tolerations: list[Mapping[s
                and not any(tolerates(t, taint) for t in tolerations) for taint in taints)
 
 
-def _requirement_matches(requirement: Mapping[str, Any], value: str | None) -> bool:
-    operator = requirement.get("operator")
-    values = requirement.get("values") or []
-    if operator == "In":
-        return value is not None and value in values
-    if operator == "NotIn":
-        return value is None or value not in values
-    if operator == "Exists":
-        return value is not None
-    if operator == "DoesNotExist":
-        return value is None
-    if operator in ("Gt", "Lt") and value is not None and len(values) == 1:
-        try:
-            have, want = int(value), int(values[0])
-        except ValueError:
-            return False
-        return have > want if operator == "Gt" else have < want
-    return False
-
-
 def node_matches_term(term: Mapping[str, Any], node: Mapping[str, Any]) -> bool:
     """A node selector term: all its label and field requirements (and at least one)."""
-    expressions = term.get("matchExpressions") or []
-    fields = term.get("matchFields") or []
-    if not expressions and not fields:
-        return False
-    labels = meta(node).get("labels") or {}
-    fields_of = {"metadata.name": meta(node).get("name")}
-    return all(_requirement_matches(e, labels.get(e.get("key"))) for e in expressions) and all(
-        _requirement_matches(f, fields_of.get(f.get("key"))) for f in fields)
+    return node_selector_term_matches(term, meta(node).get("labels") or {},
+                                      {"metadata.name": meta(node).get("name")})
 
 
 def node_affinity_matches(pod_spec: Mapping[str, Any], node: Mapping[str, Any]) -> bool:

@@ -1,4 +1,5 @@
-"""Label and field selectors: the `labelSelector` / `fieldSelector` query parameters.
+"""Label and field selectors: the `labelSelector` / `fieldSelector` query parameters, and
+the node selector terms of node affinity and PersistentVolume node affinity.
 
 This module owns the two selector grammars of k8s.io/apimachinery (`pkg/labels`,
 `pkg/fields`) and the conversion of a `metav1.LabelSelector` (matchLabels +
@@ -538,3 +539,40 @@ def parse_field_selector(text: str) -> FieldSelector:
             raise errors.bad_request(str(exc)) from None
         requirements.append((field, NOT_EQUALS if op == "!=" else EQUALS, value))
     return FieldSelector(requirements)
+
+
+# -- node selectors (node affinity, PersistentVolume node affinity) -----------------------
+
+
+def node_requirement_matches(requirement: Mapping[str, Any], value: str | None) -> bool:
+    """One NodeSelectorRequirement against a node's label or field value (None: absent).
+    Gt and Lt compare integers, and never match an absent or non-integer value."""
+    operator = requirement.get("operator")
+    values = requirement.get("values") or []
+    if operator == "In":
+        return value is not None and value in values
+    if operator == "NotIn":
+        return value is None or value not in values
+    if operator == "Exists":
+        return value is not None
+    if operator == "DoesNotExist":
+        return value is None
+    if operator in ("Gt", "Lt") and value is not None and len(values) == 1:
+        try:
+            have, bound = int(value), int(values[0])
+        except ValueError:
+            return False
+        return have > bound if operator == "Gt" else have < bound
+    return False
+
+
+def node_selector_term_matches(term: Mapping[str, Any], labels: Mapping[str, str],
+                               fields: Mapping[str, str]) -> bool:
+    """A NodeSelectorTerm: every label expression and field requirement holds, and it has at
+    least one (an empty term matches nothing)."""
+    expressions = term.get("matchExpressions") or []
+    field_terms = term.get("matchFields") or []
+    if not expressions and not field_terms:
+        return False
+    return all(node_requirement_matches(e, labels.get(e.get("key", ""))) for e in expressions) \
+        and all(node_requirement_matches(f, fields.get(f.get("key", ""))) for f in field_terms)

@@ -411,7 +411,10 @@ class PodWorker:
         self._watch_probes(pod, container, view)
 
     def _remove_old_runs(self, view: ContainerView) -> None:
-        """Keep the current and the previous run of each container (for --previous)."""
+        """Keep the current and the previous run of each container (for --previous); there
+        is an older one to remove only from the third run on."""
+        if view.current is None or view.current.attempt < 2:
+            return
         keep = {s.id for s in (view.current, view.previous) if s is not None}
         self.kubelet.collect_old_runs(self.uid, view.name, keep)
 

@@ -53,6 +53,7 @@ import aiohttp
 from ..client import ApiError, Client
 from ..machinery.meta import parse_time
 from ..machinery.quantity import canonical, parse_quantity, to_int
+from ..machinery.selectors import node_selector_term_matches
 from .env import container_resource_value, expand, object_field_value
 from .runtime.base import Mount
 
@@ -340,37 +341,6 @@ def _make(create: Callable[[], None]) -> None:
 # -- PersistentVolume node affinity -----------------------------------------------------
 
 
-def _requirement_met(requirement: Mapping[str, Any], value: str | None) -> bool:
-    operator = requirement.get("operator")
-    values = requirement.get("values") or []
-    if operator == "In":
-        return value in values
-    if operator == "NotIn":
-        return value not in values
-    if operator == "Exists":
-        return value is not None
-    if operator == "DoesNotExist":
-        return value is None
-    if operator in ("Gt", "Lt") and value is not None and len(values) == 1:
-        try:
-            have, bound = int(value), int(values[0])
-        except ValueError:
-            return False
-        return have > bound if operator == "Gt" else have < bound
-    return False
-
-
-def _term_matches(term: Mapping[str, Any], labels: Mapping[str, str],
-                  fields: Mapping[str, str]) -> bool:
-    """A node selector term: every expression and field requirement (and at least one)."""
-    expressions = term.get("matchExpressions") or []
-    field_terms = term.get("matchFields") or []
-    if not expressions and not field_terms:
-        return False
-    return all(_requirement_met(e, labels.get(e.get("key", ""))) for e in expressions) and all(
-        _requirement_met(f, fields.get(f.get("key", ""))) for f in field_terms)
-
-
 # -- the API, read through a short-lived cache ------------------------------------------
 
 
@@ -646,7 +616,7 @@ class VolumeManager:
         node = await self._reader.get("nodes", None, self.node_name) or {}
         labels = (node.get("metadata") or {}).get("labels") or {HOSTNAME_LABEL: self.node_name}
         fields = {"metadata.name": self.node_name}
-        return any(_term_matches(term, labels, fields)
+        return any(node_selector_term_matches(term, labels, fields)
                    for term in required.get("nodeSelectorTerms") or ())
 
     # -- emptyDir ---------------------------------------------------------------------
