@@ -99,6 +99,9 @@ ASSIGNED_POD_ADD = "AssignedPodAdd"
 ASSIGNED_POD_DELETE = "AssignedPodDelete"
 UNASSIGNED_POD_ADD = "UnassignedPodAdd"
 POD_GROUP_CHANGE = "PodGroupChange"
+PERSISTENT_VOLUME_CLAIM_CHANGE = "PersistentVolumeClaimChange"
+PERSISTENT_VOLUME_CHANGE = "PersistentVolumeChange"
+STORAGE_CLASS_CHANGE = "StorageClassChange"
 NODE_EVENTS = frozenset((NODE_ADD, NODE_UPDATE))
 
 
@@ -248,6 +251,12 @@ class Handle:
     pod_group: Callable[[str, str], dict[str, Any] | None] = lambda namespace, name: None
     # The keys of the pods (any state) labelled as members of a pod group.
     group_pods: Callable[[str, str], list[str]] = lambda namespace, name: []
+    # The cluster's storage as the informers have it: a claim by (namespace, name), a
+    # PersistentVolume and a StorageClass by name.
+    persistent_volume_claim: Callable[[str, str], dict[str, Any] | None] = (
+        lambda namespace, name: None)
+    persistent_volume: Callable[[str], dict[str, Any] | None] = lambda name: None
+    storage_class: Callable[[str], dict[str, Any] | None] = lambda name: None
     # Called with a pod key to send that pod back to the active queue now.
     activate: Callable[[str], None] = lambda key: None
     # Called with (pod, event type, reason, message) to record an Event.

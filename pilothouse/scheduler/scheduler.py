@@ -1,7 +1,8 @@
 """The scheduler process: informers in, bindings out, one scheduling cycle at a time.
 
 Informers keep the cache (nodes, assigned pods) and the queue (pending pods whose
-`spec.schedulerName` is ours) current. The scheduling loop pops one pod at a time and
+`spec.schedulerName` is ours) current; claims, volumes and storage classes are read by
+the VolumeBinding plugin straight from theirs. The scheduling loop pops one pod at a time and
 runs the framework: PreFilter, Filter over the nodes (starting where the last cycle
 stopped, and only until enough feasible nodes are found, as upstream's
 percentageOfNodesToScore), Score, then assumes the pod onto the best node, runs Reserve
@@ -36,7 +37,10 @@ from .framework import (
     ASSIGNED_POD_DELETE,
     NODE_ADD,
     NODE_UPDATE,
+    PERSISTENT_VOLUME_CHANGE,
+    PERSISTENT_VOLUME_CLAIM_CHANGE,
     POD_GROUP_CHANGE,
+    STORAGE_CLASS_CHANGE,
     UNASSIGNED_POD_ADD,
     Code,
     CycleState,
@@ -118,12 +122,18 @@ class Scheduler:
         self.pods = Informer(client, "v1", "pods", field_selector=POD_FIELD_SELECTOR)
         self.nodes = Informer(client, "v1", "nodes")
         self.namespaces = Informer(client, "v1", "namespaces")
+        self.claims = Informer(client, "v1", "persistentvolumeclaims")
+        self.volumes = Informer(client, "v1", "persistentvolumes")
+        self.storage_classes = Informer(client, "storage.k8s.io/v1", "storageclasses")
         self.pod_groups: Informer | None = None
         self.handle = Handle(
             self.cache, scheduler_name, client,
             namespace_labels=self._namespace_labels, pod_group=self._pod_group,
             group_pods=self._group_pods, activate=self._activate,
-            record_event=self._record_event)
+            record_event=self._record_event,
+            persistent_volume_claim=lambda namespace, name: self.claims.get(
+                f"{namespace}/{name}"),
+            persistent_volume=self.volumes.get, storage_class=self.storage_classes.get)
         self.framework: Framework = default_framework(self.handle)
         self.queue = SchedulingQueue(self.framework.sort_key)
         self._event_plugins: dict[str, frozenset[str]] = {}
@@ -137,6 +147,9 @@ class Scheduler:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.pods.add_handler(self._on_pod)
         self.nodes.add_handler(self._on_node)
+        self.claims.add_handler(self._on_claim)
+        self.volumes.add_handler(self._on_volume)
+        self.storage_classes.add_handler(self._on_storage_class)
 
     # -- what plugins ask of the scheduler ------------------------------------------------------
 
@@ -238,6 +251,21 @@ class Scheduler:
         elif _relevant_node_change(old, new):
             self._move(NODE_UPDATE)
 
+    def _on_claim(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        if new is not None:
+            self._move(PERSISTENT_VOLUME_CLAIM_CHANGE)
+
+    def _on_volume(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        if new is not None:
+            self._move(PERSISTENT_VOLUME_CHANGE)
+
+    def _on_storage_class(self, old: dict[str, Any] | None,
+                          new: dict[str, Any] | None) -> None:
+        """A new class, or new allowedTopologies (the binding mode cannot change)."""
+        if new is not None and (old is None or old.get("allowedTopologies")
+                                != new.get("allowedTopologies")):
+            self._move(STORAGE_CLASS_CHANGE)
+
     def _on_pod_group(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         if new is not None:
             self._move(POD_GROUP_CHANGE)
@@ -250,8 +278,10 @@ class Scheduler:
 
     async def run(self) -> None:
         """Fill the caches, then schedule until cancelled."""
+        informers = (self.nodes, self.pods, self.namespaces, self.claims, self.volumes,
+                     self.storage_classes)
         informer_tasks = [asyncio.create_task(i.run(), name=f"informer-{i.plural}")
-                          for i in (self.nodes, self.pods, self.namespaces)]
+                          for i in informers]
         background = [
             asyncio.create_task(podgroups.watch_pod_groups(self.client, self._pod_groups_ready),
                                 name="podgroups"),
@@ -259,8 +289,7 @@ class Scheduler:
             asyncio.create_task(self.events.run(), name="events"),
         ]
         try:
-            await asyncio.gather(self.nodes.synced.wait(), self.pods.synced.wait(),
-                                 self.namespaces.synced.wait())
+            await asyncio.gather(*(i.synced.wait() for i in informers))
             log.info("scheduler %s running: %d nodes, %d pending pods", self.name,
                      len(self.cache.node_list()), self.queue.counts()[0])
             await self._schedule_forever()

@@ -1,8 +1,9 @@
 """The scheduling plugins, one rule per module, and the default profile that uses them.
 
-The order below is the order plugins run at each extension point: cheap filters that
-rule out a node for good (cordons, taints, node affinity) before resources, and the
-pod-counting rules (spread, inter-pod affinity) last.
+The order below is the order plugins run at each extension point, upstream's default
+profile: cheap filters that rule out a node for good (cordons, taints, node affinity)
+before resources, then volumes, and the pod-counting rules (spread, inter-pod affinity)
+last.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .nodeunschedulable import NodeUnschedulable
 from .podtopologyspread import PodTopologySpread
 from .prioritysort import PrioritySort
 from .tainttoleration import TaintToleration
+from .volumebinding import VolumeBinding
 
 DEFAULT_PLUGINS: tuple[type[Plugin], ...] = (
     PrioritySort,
@@ -28,6 +30,7 @@ DEFAULT_PLUGINS: tuple[type[Plugin], ...] = (
     TaintToleration,
     NodeAffinity,
     NodeResourcesFit,
+    VolumeBinding,
     PodTopologySpread,
     InterPodAffinity,
     BalancedAllocation,
