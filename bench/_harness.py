@@ -246,11 +246,21 @@ class HTTPConnection:
 # -- API helpers ---------------------------------------------------------------------
 
 
-async def create_namespace(conn: HTTPConnection, ns: str) -> None:
+async def create_namespace(conn: HTTPConnection, ns: str) -> str:
+    """A namespace and its `default` ServiceAccount (which ServiceAccount admission requires
+    of every pod, and which the controller manager would make, if one runs); returns the
+    namespace's pods path."""
     status, text = await conn.request("POST", "/api/v1/namespaces", orjson.dumps(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
     if status >= 300:
         raise RuntimeError(f"create namespace {ns}: {status} {text[:300]!r}")
+    status, text = await conn.request(
+        "POST", f"/api/v1/namespaces/{ns}/serviceaccounts",
+        orjson.dumps({"apiVersion": "v1", "kind": "ServiceAccount",
+                      "metadata": {"name": "default"}}))
+    if status >= 300 and status != 409:
+        raise RuntimeError(f"create serviceaccount {ns}/default: {status} {text[:300]!r}")
+    return f"/api/v1/namespaces/{ns}/pods"
 
 
 async def checked(conn: HTTPConnection, method: str, path: str, body: bytes | None = None

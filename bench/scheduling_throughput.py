@@ -47,6 +47,7 @@ from _harness import (  # noqa: E402
     HTTPConnection,
     Server,
     cpu_seconds,
+    create_namespace,
     machine_line,
     new_event_loop_policy,
     percentile,
@@ -112,9 +113,7 @@ async def wait_ready_nodes(conn: HTTPConnection, count: int, timeout: float = 12
 async def raw_binding(server: Server, pods: int, nodes: list[str]) -> dict[str, float]:
     ns = "bench-bind-raw"
     conns = await pool(server, BIND_CLIENTS)
-    await conns[0].request("POST", "/api/v1/namespaces", orjson.dumps(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
-    base = f"/api/v1/namespaces/{ns}/pods"
+    base = await create_namespace(conns[0], ns)
     await closed_loop(conns[:CREATE_CLIENTS],
                       [("POST", base, pod(f"raw-{i}", "nobody")) for i in range(pods)])
     bindings = [("POST", f"{base}/raw-{i}/binding", orjson.dumps({
@@ -159,12 +158,6 @@ class BindWatch:
                 if obj and obj["spec"].get("nodeName"):
                     self.bound.setdefault(obj["metadata"]["name"], time.perf_counter())
         await self.conn.close()
-
-
-async def create_namespace(conn: HTTPConnection, ns: str) -> str:
-    await conn.request("POST", "/api/v1/namespaces", orjson.dumps(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
-    return f"/api/v1/namespaces/{ns}/pods"
 
 
 async def scheduled_events(conn: HTTPConnection, ns: str) -> int:

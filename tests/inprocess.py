@@ -61,7 +61,10 @@ def in_process_cluster(workdir: Path) -> Iterator[InProcessCluster]:
         await server.start()
         kubelet = FakeKubelet(server.pki.ca_cert, workdir)
         await kubelet.start()
-        return InProcessCluster(server, kubelet, background)
+        cluster = InProcessCluster(server, kubelet, background)
+        async with cluster.session() as admin:
+            await create_namespace_accounts(admin, "default")
+        return cluster
 
     cluster = background.run(start())
     try:
@@ -76,6 +79,13 @@ async def create(session: aiohttp.ClientSession, path: str, body: dict[str, Any]
     async with session.post(path, json=body) as response:
         assert response.status == 201, await response.text()
         return await response.json()
+
+
+async def create_namespace_accounts(session: aiohttp.ClientSession, namespace: str) -> None:
+    """The `default` ServiceAccount that ServiceAccount admission requires of pods: no
+    controller manager runs here to make it."""
+    await create(session, f"/api/v1/namespaces/{namespace}/serviceaccounts",
+                 {"metadata": {"name": "default"}})
 
 
 def pod(name: str, node: str | None, *containers: str, namespace: str = "default",

@@ -8,19 +8,24 @@ write changes nothing. Plugins read other objects through the registry they are 
 
 The chain, in kube-apiserver's order: LimitRanger (defaults a new pod's container
 resources from the namespace's LimitRanges, then enforces their min/max/ratio on pods and
-claims), DefaultTolerationSeconds (pods tolerate a not-ready or unreachable node for five
-minutes), DefaultStorageClass (a new claim that names no class gets the default one),
-ResourceQuota (refuses and charges usage; see quota.py).
+claims), ServiceAccount (a new pod runs as an existing service account, `default` unless
+it names one, and gets the `kube-api-access-*` volume with its token, the cluster CA and
+its namespace), Priority (spec.priority from the PriorityClass), DefaultTolerationSeconds
+(pods tolerate a not-ready or unreachable node for five minutes), DefaultStorageClass (a
+new claim that names no class gets the default one), ResourceQuota (refuses and charges
+usage; see quota.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..machinery import errors
 from ..machinery import quota as q
-from ..machinery.meta import now
+from ..machinery.meta import generate_name, now
 from ..machinery.quantity import parse_quantity
 from . import quota
 from .registry.builtin import BUILTIN_RESOURCES
@@ -34,6 +39,8 @@ PRIORITY_CLASSES = next(r for r in BUILTIN_RESOURCES
                         if (r.group, r.plural) == ("scheduling.k8s.io", "priorityclasses"))
 STORAGE_CLASSES = next(r for r in BUILTIN_RESOURCES
                        if (r.group, r.plural) == ("storage.k8s.io", "storageclasses"))
+SERVICE_ACCOUNTS = next(r for r in BUILTIN_RESOURCES if (r.group, r.plural) == (
+    "", "serviceaccounts"))
 DEFAULT_PREEMPTION_POLICY = "PreemptLowerPriority"
 LIMIT_RANGER_ANNOTATION = "kubernetes.io/limit-ranger"
 DEFAULT_TOLERATION_SECONDS = 300
@@ -42,6 +49,17 @@ NODE_UNREACHABLE = "node.kubernetes.io/unreachable"
 DEFAULT_CLASS_ANNOTATIONS = ("storageclass.kubernetes.io/is-default-class",
                              "storageclass.beta.kubernetes.io/is-default-class")
 BETA_STORAGE_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
+DEFAULT_SERVICE_ACCOUNT = "default"
+MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
+SERVICE_ACCOUNT_VOLUME_PREFIX = "kube-api-access-"
+DEFAULT_API_TOKEN_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+ROOT_CA_CONFIG_MAP = "kube-root-ca.crt"
+#: An hour and 7 s: the odd figure marks the tokens this volume asks for, as upstream's
+#: WarnOnlyBoundTokenExpirationSeconds does.
+TOKEN_EXPIRATION_SECONDS = 3607
+#: Looking up `default`, which its controller creates just after the namespace, is tried
+#: this often, 100-200 ms apart, before the pod is refused (as upstream's getServiceAccount).
+DEFAULT_ACCOUNT_LOOKUPS = 10
 
 
 class AdmissionPlugin:
@@ -243,6 +261,153 @@ class LimitRanger(AdmissionPlugin):
                 raise quota.forbidden(res, obj, _aggregate(problems))
 
 
+# -- ServiceAccount ----------------------------------------------------------------------
+
+
+def token_volume_source() -> dict[str, Any]:
+    """The projected source of `kube-api-access-*`: a bound token, the CA, the namespace."""
+    return {"sources": [
+        {"serviceAccountToken": {"expirationSeconds": TOKEN_EXPIRATION_SECONDS,
+                                 "path": "token"}},
+        {"configMap": {"name": ROOT_CA_CONFIG_MAP,
+                       "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {
+            "apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+    ], "defaultMode": 0o644}
+
+
+def _should_automount(account: dict[str, Any], spec: dict[str, Any]) -> bool:
+    """The pod's automountServiceAccountToken wins, then the account's; else true."""
+    for source in (spec, account):
+        if isinstance(source.get("automountServiceAccountToken"), bool):
+            return source["automountServiceAccountToken"]
+    return True
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The dict items of a list field; validation, later, refuses anything else."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _projections(volume: dict[str, Any]) -> list[dict[str, Any]]:
+    projected = volume.get("projected")
+    return _dicts(projected.get("sources")) if isinstance(projected, dict) else []
+
+
+def mount_service_account_token(spec: dict[str, Any]) -> None:
+    """Every container and init container not already mounting the token path mounts
+    the `kube-api-access-*` volume there; the volume is added if someone mounts it."""
+    volumes = _dicts(spec.get("volumes"))
+    existing = next((v["name"] for v in volumes if str(v.get("name", "")).startswith(
+        SERVICE_ACCOUNT_VOLUME_PREFIX)), None)
+    name = existing or generate_name(SERVICE_ACCOUNT_VOLUME_PREFIX)
+    mounted = False
+    for key in ("initContainers", "containers"):
+        for container in _dicts(spec.get(key)):
+            mounts = _dicts(container.get("volumeMounts"))
+            if any(m.get("mountPath") == DEFAULT_API_TOKEN_MOUNT_PATH for m in mounts):
+                continue
+            own = container.get("volumeMounts")
+            container["volumeMounts"] = [*(own if isinstance(own, list) else []), {
+                "name": name, "readOnly": True, "mountPath": DEFAULT_API_TOKEN_MOUNT_PATH}]
+            mounted = True
+    if mounted and existing is None:
+        own = spec.get("volumes")
+        spec["volumes"] = [*(own if isinstance(own, list) else []),
+                           {"name": name, "projected": token_volume_source()}]
+
+
+def _references_secrets(spec: dict[str, Any]) -> bool:
+    """Whether a pod names any Secret: pull secrets, env, secret or projected volumes."""
+    if spec.get("imagePullSecrets"):
+        return True
+    for key in ("initContainers", "containers", "ephemeralContainers"):
+        for container in _dicts(spec.get(key)):
+            if any((e.get("valueFrom") or {}).get("secretKeyRef")
+                   for e in _dicts(container.get("env"))):
+                return True
+            if any(e.get("secretRef") for e in _dicts(container.get("envFrom"))):
+                return True
+    for volume in _dicts(spec.get("volumes")):
+        if volume.get("secret") is not None or any(
+                s.get("secret") is not None for s in _projections(volume)):
+            return True
+        if any(isinstance(source, dict) and (source.get("secretRef")
+                                             or source.get("nodePublishSecretRef"))
+               for source in volume.values()) or (volume.get("azureFile") or {}).get(
+                   "secretName"):
+            return True
+    return False
+
+
+def _mirror_pod_problem(spec: dict[str, Any]) -> str | None:
+    """What a mirror pod may not reference, as upstream's Validate refuses it."""
+    if spec.get("serviceAccountName") or spec.get("serviceAccount"):
+        return "a mirror pod may not reference service accounts"
+    if _references_secrets(spec):
+        return "a mirror pod may not reference secrets"
+    if any(s.get("serviceAccountToken") is not None for v in _dicts(spec.get("volumes"))
+           for s in _projections(v)):
+        return "a mirror pod may not use ServiceAccountToken volume projections"
+    return None
+
+
+class ServiceAccount(AdmissionPlugin):
+    """A new pod runs as a service account that exists: `default` unless it names one
+    (spec.serviceAccountName, else the deprecated spec.serviceAccount, which is kept
+    equal to it). Unless the pod (or, if the pod is silent, the account) sets
+    automountServiceAccountToken false, the pod gets the projected `kube-api-access-*`
+    volume, mounted read-only at the token path in every container that does not mount
+    something there itself. A pod without pull secrets gets the account's. Mirror pods
+    are left as they are, and may not reference accounts, secrets or tokens."""
+
+    async def mutate(self, registry: GenericRegistry, res: Resource, obj: dict[str, Any],
+                     old: dict[str, Any] | None) -> None:
+        spec = obj.get("spec")
+        if not _is_pod(res) or old is not None or not isinstance(spec, dict):
+            return
+        meta = obj.get("metadata") or {}
+        if MIRROR_POD_ANNOTATION in (meta.get("annotations") or {}):
+            problem = _mirror_pod_problem(spec)
+            if problem:
+                raise quota.forbidden(res, obj, problem)
+            return
+        name = spec.get("serviceAccountName") or spec.get("serviceAccount") or (
+            DEFAULT_SERVICE_ACCOUNT)
+        if not isinstance(name, str):
+            return  # validation refuses it
+        spec["serviceAccountName"] = spec["serviceAccount"] = name
+        namespace = meta.get("namespace", "")
+        try:
+            account = await self._service_account(registry, namespace, name)
+        except errors.APIError as err:
+            raise quota.forbidden(res, obj, f"error looking up service account "
+                                  f"{namespace}/{name}: {err.message}") from None
+        if _should_automount(account, spec):
+            mount_service_account_token(spec)
+        if not spec.get("imagePullSecrets") and account.get("imagePullSecrets"):
+            spec["imagePullSecrets"] = [{"name": s.get("name", "")}
+                                        for s in account["imagePullSecrets"]]
+
+    @staticmethod
+    async def _service_account(registry: GenericRegistry, namespace: str,
+                               name: str) -> dict[str, Any]:
+        """The account; `default` is waited for a little, as its controller may not have
+        created it yet in a namespace just made. NotFound names it as upstream does."""
+        attempts = DEFAULT_ACCOUNT_LOOKUPS if name == DEFAULT_SERVICE_ACCOUNT else 1
+        interval = random.uniform(0.1, 0.2)
+        for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(interval)
+            try:
+                return await registry.get(SERVICE_ACCOUNTS, namespace, name)
+            except errors.APIError as err:
+                if err.code != 404:
+                    raise
+        raise errors.APIError(404, "NotFound", f'serviceaccount "{name}" not found',
+                              name=name, kind="serviceaccount")
+
+
 # -- DefaultTolerationSeconds ------------------------------------------------------------
 
 
@@ -386,6 +551,7 @@ def default_plugins(*, not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SE
                     ) -> list[AdmissionPlugin]:
     """The admission chain the server runs, in order."""
     return [LimitRanger(),
+            ServiceAccount(),
             Priority(),
             DefaultTolerationSeconds(not_ready_seconds=not_ready_toleration_seconds,
                                      unreachable_seconds=unreachable_toleration_seconds),

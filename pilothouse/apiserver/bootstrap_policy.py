@@ -449,6 +449,10 @@ def _controller_roles() -> dict[str, list[dict[str, list[str]]]]:
             _rule(["update"], [""], ["resourcequotas/status"]),
             events,
         ],
+        "root-ca-cert-publisher": [
+            _rule(["create", "update"], [""], ["configmaps"]),
+            events,
+        ],
         "service-account-controller": [
             _rule(["create"], [""], ["serviceaccounts"]),
             events,

@@ -3,7 +3,9 @@
 It shares one informer per resource among all controllers (InformerFactory), waits for
 the caches to fill, then runs each controller's workers. With leader election on (the
 default), it first takes the `kube-system/kube-controller-manager` Lease and stops
-if it loses it, so a second manager can stand by.
+if it loses it, so a second manager can stand by. Controllers find their settings in
+the context; `root_ca` (the CA bundle pods get in `kube-root-ca.crt`) is, unless given,
+the CA its kubeconfig trusts, as kube-controller-manager does without --root-ca-file.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import pkgutil
 import socket
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ..client import (
@@ -45,6 +48,23 @@ def discover() -> dict[str, type[Controller]]:
     return found
 
 
+def kubeconfig_root_ca(kubeconfig: str | None) -> str:
+    """The PEM bundle the kubeconfig (or the in-cluster config) trusts the API server with,
+    through the official loader `Client.from_kubeconfig` uses; "" if it trusts no CA."""
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+
+    configuration = k8s_client.Configuration()
+    try:
+        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    except k8s_config.ConfigException:
+        if kubeconfig is not None:
+            raise
+        k8s_config.load_incluster_config(client_configuration=configuration)
+    ca_file = configuration.ssl_ca_cert
+    return Path(ca_file).read_text() if ca_file else ""
+
+
 async def run_controller_manager(kubeconfig: str | None, *, only: list[str] | None = None,
                                  leader_elect: bool = True,
                                  settings: Mapping[str, Any] | None = None) -> None:
@@ -64,7 +84,8 @@ async def run_controller_manager(kubeconfig: str | None, *, only: list[str] | No
         informers = InformerFactory(client)
         context = ControllerContext(client, informers,
                                     EventRecorder(client, "controller-manager"),
-                                    dict(settings or {}))
+                                    {"root_ca": kubeconfig_root_ca(kubeconfig),
+                                     **(settings or {})})
         controllers = [available[name](context) for name in names]
         await informers.start()
         log.info("controller manager running: %s", ", ".join(names))

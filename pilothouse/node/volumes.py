@@ -20,9 +20,9 @@ plugin folder names (`kubernetes.io~configmap`, ...). The types:
   through `..data` -- so a reader never sees half an update. Modes come from the item,
   else defaultMode (0644). Secrets are written to disk, not tmpfs.
 - serviceAccountToken (projected): a bound token from `serviceaccounts/<sa>/token`,
-  renewed once 80% of its lifetime passed. The `kube-api-access-*` volume the API server
-  adds in real clusters is an ordinary projected volume here (token, the
-  `kube-root-ca.crt` ConfigMap's ca.crt, the namespace).
+  renewed once 80% of its lifetime passed. The `kube-api-access-*` volume that
+  ServiceAccount admission adds to every pod is an ordinary projected volume to the
+  kubelet (token, the `kube-root-ca.crt` ConfigMap's ca.crt, the namespace).
 - hostPath: the host's path, after the kubelet's type check (DirectoryOrCreate, ...).
 - persistentVolumeClaim: the bound PersistentVolume's `hostPath` or `local` path.
 

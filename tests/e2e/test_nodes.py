@@ -98,7 +98,8 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
     running = NodeCluster(cluster, cluster.home / "pilothouse.log")
     running.spawn("-m", "pilothouse.cli", "--log-level", "info", "controller-manager",
                   "--kubeconfig", str(data_dir / "components" / "controller-manager.kubeconfig"),
-                  "--controllers", "node-lifecycle-controller,replicaset-controller",
+                  "--controllers",
+                  "node-lifecycle-controller,replicaset-controller,serviceaccount-controller",
                   "--no-leader-elect",
                   "--node-monitor-grace-period", str(GRACE_SECONDS))
     running.spawn("-m", "pilothouse.cli", "--log-level", "info", "scheduler",

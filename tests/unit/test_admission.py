@@ -1,8 +1,10 @@
-"""The admission chain through the generic registry: LimitRanger, default tolerations, quota."""
+"""The admission chain through the generic registry: LimitRanger, ServiceAccount, Priority,
+default tolerations, quota."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +24,8 @@ def registry(tmp_path) -> Iterator[GenericRegistry]:
     registry = GenericRegistry(store, default_plugins())
     asyncio.run(registry.create(RES["namespaces"], None, {"metadata": {"name": "ns"}},
                                 WriteOptions()))
+    # What the service account controller makes in every namespace; pods run as it.
+    create(registry, "serviceaccounts", {"metadata": {"name": "default"}})
     yield registry
     asyncio.run(store.close())
 
@@ -123,6 +127,116 @@ def test_limit_range_bounds_claims_and_lets_an_unchanged_request_stand(registry)
     assert forbidden(registry, "persistentvolumeclaims", claim("more")) == (
         'persistentvolumeclaims "more" is forbidden: maximum storage usage per '
         "PersistentVolumeClaim is 2Gi, but request is 5Gi")
+
+
+# -- ServiceAccount ------------------------------------------------------------------------
+
+TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def token_mount(volume: str) -> dict:
+    return {"name": volume, "readOnly": True, "mountPath": TOKEN_PATH}
+
+
+def test_a_pod_runs_as_default_with_its_token_the_ca_and_its_namespace(registry):
+    created = create(registry, "pods", pod("p", container("a"), container("b"),
+                                           initContainers=[container("setup")]))
+    spec = created["spec"]
+    assert (spec["serviceAccountName"], spec["serviceAccount"]) == ("default", "default")
+    [volume] = spec["volumes"]
+    assert re.fullmatch(r"kube-api-access-[bcdfghjklmnpqrstvwxz2456789]{5}", volume["name"])
+    assert volume["projected"] == {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt",
+                       "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {
+            "apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}
+    for c in [*spec["containers"], *spec["initContainers"]]:
+        assert c["volumeMounts"] == [token_mount(volume["name"])]
+    created["metadata"]["labels"] = {"tier": "web"}
+    updated, _ = asyncio.run(registry.update(RES["pods"], "ns", "p", created, WriteOptions()))
+    assert updated["spec"]["volumes"] == [volume]  # only a create is admitted this way
+
+
+def test_a_container_that_mounts_the_token_path_itself_keeps_its_own(registry):
+    own = {"name": "own", "emptyDir": {}}
+    mine = {**container("mine"), "volumeMounts": [{"name": "own", "mountPath": TOKEN_PATH}]}
+    spec = create(registry, "pods", pod("p", mine, volumes=[own]))["spec"]
+    assert spec["volumes"] == [own] and spec["containers"][0]["volumeMounts"] == [
+        {"name": "own", "mountPath": TOKEN_PATH}]
+    mixed = create(registry, "pods", pod("q", mine, container("other"), volumes=[own]))["spec"]
+    added = mixed["volumes"][1]["name"]
+    assert mixed["containers"][1]["volumeMounts"] == [token_mount(added)]
+    reuse = {"name": "kube-api-access-abcde", "projected": {"sources": []}}
+    spec = create(registry, "pods", pod("r", volumes=[reuse]))["spec"]
+    assert spec["volumes"] == [{**reuse, "projected": {"sources": [], "defaultMode": 420}}]
+    assert spec["containers"][0]["volumeMounts"] == [token_mount("kube-api-access-abcde")]
+
+
+def test_automount_false_on_the_pod_or_else_the_account_means_no_token(registry):
+    plain = create(registry, "pods", pod("off", automountServiceAccountToken=False))["spec"]
+    assert "volumes" not in plain and "volumeMounts" not in plain["containers"][0]
+    create(registry, "serviceaccounts", {"metadata": {"name": "quiet"},
+                                         "automountServiceAccountToken": False})
+    quiet = create(registry, "pods", pod("quiet", serviceAccountName="quiet"))["spec"]
+    assert "volumes" not in quiet
+    wanted = create(registry, "pods", pod("on", serviceAccountName="quiet",
+                                          automountServiceAccountToken=True))["spec"]
+    assert wanted["volumes"][0]["name"].startswith("kube-api-access-")
+
+
+def test_a_pod_naming_a_missing_account_is_refused(registry):
+    assert forbidden(registry, "pods", pod("p", serviceAccountName="robot")) == (
+        'pods "p" is forbidden: error looking up service account ns/robot: '
+        'serviceaccount "robot" not found')
+    create(registry, "serviceaccounts", {"metadata": {"name": "robot"},
+                                         "imagePullSecrets": [{"name": "registry"}]})
+    spec = create(registry, "pods", pod("p", serviceAccount="robot"))["spec"]
+    assert (spec["serviceAccountName"], spec["serviceAccount"]) == ("robot", "robot")
+    assert spec["imagePullSecrets"] == [{"name": "registry"}]
+    own = create(registry, "pods", pod("q", serviceAccountName="robot",
+                                       imagePullSecrets=[{"name": "mine"}]))["spec"]
+    assert own["imagePullSecrets"] == [{"name": "mine"}]
+
+
+def test_the_default_account_of_a_new_namespace_is_waited_for(registry):
+    asyncio.run(registry.create(RES["namespaces"], None, {"metadata": {"name": "fresh"}},
+                                WriteOptions()))
+
+    async def controller_then_pod() -> dict:
+        async def account_soon() -> None:
+            await asyncio.sleep(0.3)
+            await registry.create(RES["serviceaccounts"], "fresh",
+                                  {"metadata": {"name": "default"}}, WriteOptions())
+
+        created, _ = await asyncio.gather(
+            registry.create(RES["pods"], "fresh", pod("early"), WriteOptions()), account_soon())
+        return created
+
+    assert asyncio.run(controller_then_pod())["spec"]["serviceAccountName"] == "default"
+    asyncio.run(registry.create(RES["namespaces"], None, {"metadata": {"name": "bare"}},
+                                WriteOptions()))
+    with pytest.raises(errors.APIError) as err:
+        asyncio.run(registry.create(RES["pods"], "bare", pod("late"), WriteOptions()))
+    assert (err.value.code, err.value.message) == (
+        403, 'pods "late" is forbidden: error looking up service account bare/default: '
+        'serviceaccount "default" not found')
+
+
+def test_mirror_pods_are_left_alone_and_may_not_use_accounts_or_secrets(registry):
+    mirror = {"kubernetes.io/config.mirror": "abc"}
+    static = pod("static")
+    static["metadata"]["annotations"] = mirror
+    spec = create(registry, "pods", static)["spec"]
+    assert "serviceAccountName" not in spec and "volumes" not in spec
+    named = {**pod("named", serviceAccountName="default"), "metadata": {
+        "name": "named", "annotations": mirror}}
+    assert forbidden(registry, "pods", named) == (
+        'pods "named" is forbidden: a mirror pod may not reference service accounts')
+    secret = {**pod("secret", volumes=[{"name": "s", "secret": {"secretName": "x"}}]),
+              "metadata": {"name": "secret", "annotations": mirror}}
+    assert forbidden(registry, "pods", secret) == (
+        'pods "secret" is forbidden: a mirror pod may not reference secrets')
 
 
 # -- DefaultTolerationSeconds --------------------------------------------------------------

@@ -11,7 +11,13 @@ import pytest
 
 from pilothouse.apiserver.metrics import Usage, parse_summary
 from tests.fake_kubelet import summary
-from tests.inprocess import InProcessCluster, create, in_process_cluster, pod
+from tests.inprocess import (
+    InProcessCluster,
+    create,
+    create_namespace_accounts,
+    in_process_cluster,
+    pod,
+)
 
 METRICS = "/apis/metrics.k8s.io/v1beta1"
 MIB = 1024 * 1024
@@ -55,6 +61,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessClust
                 hollow["status"]["nodeInfo"]["containerRuntimeVersion"] = "hollow://"
                 await create(admin, "/api/v1/nodes", hollow)
                 await create(admin, "/api/v1/namespaces", {"metadata": {"name": "team"}})
+                await create_namespace_accounts(admin, "team")
                 for body in (pod("web", "n1", "app", "proxy", labels={"app": "web"}),
                              pod("db", "n1", "db", labels={"app": "db"}),
                              pod("job", "n1", "main", namespace="team"),
