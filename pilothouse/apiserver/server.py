@@ -152,6 +152,7 @@ class APIServer:
         self._server: _Server | None = None
         self.app: APIServerApp | None = None
         self.kubelets: KubeletClient | None = None
+        self.watch_cache: WatchCache | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -164,7 +165,7 @@ class APIServer:
         registry = GenericRegistry(store, default_plugins(
             not_ready_toleration_seconds=settings.default_not_ready_toleration_seconds,
             unreachable_toleration_seconds=settings.default_unreachable_toleration_seconds))
-        watch_cache = WatchCache(store)
+        self.watch_cache = watch_cache = WatchCache(store)
         await watch_cache.start()
         authorizer = RBACAuthorizer()
         tokens = ServiceAccountTokens(load_signing_key(self.pki.sa_key))
@@ -272,6 +273,10 @@ class APIServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
+        # uvicorn waits for requests in flight: end the watches, whose clients (the
+        # components `up` has just stopped) may be gone without the server noticing yet.
+        if self.watch_cache is not None:
+            self.watch_cache.close_watchers()
         for task in self._tasks:
             if task.get_name() == "https":
                 with contextlib.suppress(Exception):

@@ -159,6 +159,10 @@ class WatchCache:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self.close_watchers()
+
+    def close_watchers(self) -> None:
+        """End every open watch (its stream then ends cleanly, as on a server shutdown)."""
         for watcher in list(self._watchers):
             watcher.close()
 
