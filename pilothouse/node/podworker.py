@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
 import time
@@ -39,6 +40,7 @@ from ..machinery.meta import parse_time, rfc3339
 from ..machinery.quantity import parse_quantity
 from . import podstatus
 from .env import ConfigError, container_argv, container_env
+from .logs import read_log
 from .podstatus import TERMINAL_PHASES, ContainerView, restart_backoff
 from .probes import ProbeEvent, ProbeManager, ProbeResult, run_probe
 from .runtime.base import (
@@ -60,6 +62,8 @@ log = logging.getLogger(__name__)
 BACKOFF_RESET_SECONDS = 600.0
 RESYNC_SECONDS = 10.0
 DEFAULT_GRACE_SECONDS = 30
+FALLBACK_LOG_LINES = 80
+FALLBACK_LOG_BYTES = 2048
 LABEL_POD_UID = "io.kubernetes.pod.uid"
 LABEL_POD_NAME = "io.kubernetes.pod.name"
 LABEL_POD_NAMESPACE = "io.kubernetes.pod.namespace"
@@ -252,7 +256,7 @@ class PodWorker:
     async def _refresh(self, pod: Mapping[str, Any]) -> None:
         """Bring each view's current run up to date from the runtime."""
         assert self.runtime is not None
-        for _container, view in self._spec_views(pod):
+        for container, view in self._spec_views(pod):
             if view.current is None:
                 continue
             status = await self.runtime.container_status(view.current.id)
@@ -261,7 +265,22 @@ class PodWorker:
             if view.current.state == "running" and status.state == "exited":
                 await self.probes.remove(status.id)
                 view.ready = False
+                status = await self._fallback_message(pod, container, status)
+            elif view.current.state == "exited" and view.current.id == status.id:
+                status = dataclasses.replace(status, message=view.current.message)
             view.current = status
+
+    async def _fallback_message(self, pod: Mapping[str, Any], container: Mapping[str, Any],
+                                status: ContainerStatus) -> ContainerStatus:
+        """terminationMessagePolicy FallbackToLogsOnError: a failed container that wrote no
+        termination message gets the tail of its log (80 lines, 2048 bytes at most)."""
+        if status.message or status.exit_code == 0 or \
+                container.get("terminationMessagePolicy") != "FallbackToLogsOnError":
+            return status
+        path = self.kubelet.pod_dir(pod) / status.name / f"{status.attempt}.log"
+        chunks = [chunk async for chunk in read_log(path, tail_lines=FALLBACK_LOG_LINES)]
+        tail = b"".join(chunks)[-FALLBACK_LOG_BYTES:].decode("utf-8", "replace")
+        return dataclasses.replace(status, message=tail)
 
     async def _sync_init_containers(self, pod: Mapping[str, Any], waits: list[float]) -> bool:
         """Run init containers in order; True once all have completed (sidecars started)."""

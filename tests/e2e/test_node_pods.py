@@ -101,6 +101,11 @@ def test_restart_policy_never_ends_the_pod(cluster: Cluster, ns: str) -> None:
     assert terminated["reason"] == "Error"
     assert terminated["message"].strip() == "bye"
     cluster.kubectl("apply", "-f", "-", input=pod_manifest(
+        "fallback", ns, ["sh", "-c", "echo first; echo boom; exit 2"], restartPolicy="Never",
+        container={"terminationMessagePolicy": "FallbackToLogsOnError"}))
+    pod = wait_pod(cluster, ns, "fallback", phase_is("Failed"), "Failed")
+    assert container_state(pod)["state"]["terminated"]["message"] == "first\nboom\n"
+    cluster.kubectl("apply", "-f", "-", input=pod_manifest(
         "done", ns, ["true"], restartPolicy="OnFailure"))
     pod = wait_pod(cluster, ns, "done", phase_is("Succeeded"), "Succeeded")
     assert container_state(pod)["state"]["terminated"]["reason"] == "Completed"
