@@ -24,6 +24,7 @@ from pilothouse.controllers.persistentvolume import (
     find_matching_volume,
 )
 from pilothouse.store.sqlite import SQLiteStore
+from tests.settle import settle
 
 # -- a fake API that behaves like the server for these kinds -----------------------------
 
@@ -112,28 +113,6 @@ def controller(api: FakeApi, tmp_path: Path) -> PersistentVolumeController:
                                 EventRecorder(api, "test"),  # type: ignore[arg-type]
                                 {"data_dir": str(tmp_path)})
     return PersistentVolumeController(context)
-
-
-def settle(ctrl: PersistentVolumeController, api: FakeApi) -> None:
-    """Relist (as watches would deliver) and work the queue until nothing changes."""
-
-    async def go() -> None:
-        for _ in range(30):
-            before = api.version
-            for informer in ctrl.context.informers._informers.values():
-                await informer._relist()
-            while len(ctrl.queue):
-                key = await ctrl.queue.get()
-                assert key is not None
-                try:
-                    await ctrl.reconcile(key)
-                finally:
-                    ctrl.queue.done(key)
-            if api.version == before and not len(ctrl.queue):
-                return
-        raise AssertionError("the controller never settled")
-
-    asyncio.run(go())
 
 
 def volume(name: str, size: str = "10Gi", *, modes: tuple[str, ...] = ("ReadWriteOnce",),

@@ -15,6 +15,7 @@ import yaml
 from pilothouse.client import ApiError, ControllerContext, EventRecorder, InformerFactory
 from pilothouse.controllers.manager import kubeconfig_root_ca
 from pilothouse.controllers.rootcacertpublisher import DESCRIPTION, RootCACertPublisher
+from tests.settle import settle
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 DESCRIPTION_KEY = "kubernetes.io/description"
@@ -93,28 +94,6 @@ def publisher(api: FakeApi, root_ca: str = CA) -> RootCACertPublisher:
                                 EventRecorder(api, "test"),  # type: ignore[arg-type]
                                 {"root_ca": root_ca})
     return RootCACertPublisher(context)
-
-
-def settle(ctrl: RootCACertPublisher, api: FakeApi) -> None:
-    """Relist (as watches would deliver) and work the queue until nothing changes."""
-
-    async def go() -> None:
-        for _ in range(10):
-            before = api.version
-            for informer in ctrl.context.informers._informers.values():
-                await informer._relist()
-            while len(ctrl.queue):
-                key = await ctrl.queue.get()
-                assert key is not None
-                try:
-                    await ctrl.reconcile(key)
-                finally:
-                    ctrl.queue.done(key)
-            if api.version == before and not len(ctrl.queue):
-                return
-        raise AssertionError("the publisher never settled")
-
-    asyncio.run(go())
 
 
 def test_every_active_namespace_gets_the_ca_with_its_description(api: FakeApi) -> None:
