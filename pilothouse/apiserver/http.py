@@ -474,6 +474,9 @@ class APIServerApp:
                     f'invalid resource version "{rv_text}": must be an integer') from None
         watcher = self.watch_cache.watch(res.prefix(namespace), revision)
         send = request.send
+        # An idle watch would notice a client that went away only at its next write; this
+        # ends it as soon as the connection closes, so dead watches do not pile up.
+        gone = asyncio.create_task(_close_on_disconnect(request, watcher.close))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": [
                 (b"content-type", JSON.encode()), (b"cache-control", b"no-cache, private"),
@@ -518,6 +521,7 @@ class APIServerApp:
         except OSError:
             pass
         finally:
+            gone.cancel()
             watcher.close()
 
     def _event_line(self, event: Any, res: Resource, labels: LabelSelector | None,
@@ -664,6 +668,15 @@ async def _refuse_websocket(scope: dict, send: Any, response: Response) -> None:
         return
     reason = response.body.decode("utf-8", "replace")[:120]
     await send({"type": "websocket.close", "code": 1008, "reason": reason})
+
+
+async def _close_on_disconnect(request: Request, close: Callable[[], None]) -> None:
+    """Call `close` once the client of a streaming response has disconnected."""
+    if request.receive is None:
+        return
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    close()
 
 
 async def _lifespan(receive: Any, send: Any) -> None:
