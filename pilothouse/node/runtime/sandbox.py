@@ -39,6 +39,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -127,12 +128,16 @@ def _show(host: str, dest: str) -> list[str]:
 
 def bwrap_command(*, bwrap: str, hostname: str, argv: Sequence[str], cwd: str,
                   mounts: Sequence[Mount], files: Sequence[tuple[str, str, bool]] = (),
-                  images: Sequence[str] = (), host_root: str = "/",
+                  images: Sequence[str] = (), host_dirs: Sequence[str] = (),
+                  host_root: str = "/",
                   info_fd: int | None = INFO_FD) -> list[str]:
     """The bwrap command line for a container. `files` are (host, container path, writable)
     files the runtime provides (/etc/hosts, the termination message file); `images` are
     host folders shown writable at their own path: the image's virtual environment, which a
-    `pip install` in the pod changes (and only it, never the host's environment)."""
+    `pip install` in the pod changes (and only it, never the host's environment);
+    `host_dirs` are host folders under a private top-level folder (/tmp) shown read-only
+    at their own path: the Python environment Pilothouse runs in, which image
+    environments point to."""
     mounts = [dataclasses.replace(m, container_path=_resolve_parents(m.container_path,
                                                                      host_root))
               for m in mounts]
@@ -161,6 +166,8 @@ def bwrap_command(*, bwrap: str, hostname: str, argv: Sequence[str], cwd: str,
             dest = posixpath.join(folder, entry)
             if dest not in exact:
                 command += _show(os.path.join(host_folder, entry), dest)
+    for folder in host_dirs:
+        command += ["--ro-bind", folder, folder]
     for folder in images:
         command += ["--bind", folder, folder]
     for mount in sorted(mounts, key=lambda m: _depth(m.container_path)):
@@ -172,6 +179,21 @@ def bwrap_command(*, bwrap: str, hostname: str, argv: Sequence[str], cwd: str,
         command += ["--remount-ro", folder]
     command += ["--remount-ro", "/", "--chdir", cwd, "--", *argv]
     return command
+
+
+def _hidden_python_dirs() -> tuple[str, ...]:
+    """The folders of the Python environment Pilothouse runs in that a sandbox would hide
+    (a virtual environment under /tmp, say): image environments link to its interpreter
+    and see its packages, so the sandbox shows them read-only."""
+    found: list[str] = []
+    for path in (sys.prefix, sys.exec_prefix, sys.base_prefix, os.path.dirname(sys.executable)):
+        top = path.strip("/").split("/", 1)[0]
+        if top in PRIVATE and not any(path == f or path.startswith(f + "/") for f in found):
+            found.append(path)
+    return tuple(found)
+
+
+HIDDEN_PYTHON_DIRS = _hidden_python_dirs()
 
 
 #: Linux's <asm-generic/ioctls.h> pty requests, which the termios module does not name.
@@ -306,7 +328,7 @@ class SandboxRuntime(ProcessRuntime):
                                  f"cannot set up the container's cgroups: {e}") from None
         command = bwrap_command(bwrap=self.bwrap, hostname=sandbox.hostname,
                                 argv=config.argv, cwd=cwd, mounts=config.mounts, files=files,
-                                images=images)
+                                images=images, host_dirs=HIDDEN_PYTHON_DIRS)
         options = command[1:command.index("--")]
         args_file = folder / "bwrap.args"
         args_file.write_bytes(b"".join(os.fsencode(o) + b"\0" for o in options))
