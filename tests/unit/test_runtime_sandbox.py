@@ -23,7 +23,7 @@ from pilothouse.node.runtime.engine import (
     stop_command,
 )
 from pilothouse.node.runtime.images import ImageStore
-from pilothouse.node.runtime.sandbox import SandboxRuntime, bwrap_command
+from pilothouse.node.runtime.sandbox import HIDDEN_PYTHON_DIRS, SandboxRuntime, bwrap_command
 from tests.unit.test_runtime_process import (
     HOST_PATH,
     collect,
@@ -96,7 +96,10 @@ def test_a_sandboxed_container_has_its_own_host_name_pids_tmp_and_a_read_only_ro
         assert lines[1] == "pid=2"  # bubblewrap's init is pid 1
         assert lines[2:4] == ["127.0.0.1\tlocalhost", "127.0.0.10\tweb"]
         assert int(lines[4]) <= 5  # only the namespace's processes
-        assert lines[5:] == ["mine", "usr-read-only", "root-read-only"]
+        # /tmp is private: only the file made there, and the Python environment Pilothouse
+        # runs in when that lives under /tmp (a CI virtualenv), shown read-only.
+        private = sorted({"mine", *(d.split("/")[2] for d in HIDDEN_PYTHON_DIRS)})
+        assert lines[5:] == [*private, "usr-read-only", "root-read-only"]
         assert not Path("/usr/intruder").exists() and not Path("/new").exists()
 
     asyncio.run(go())
