@@ -4,7 +4,7 @@ As kube-scheduler's `framework/interface.go`, a scheduling rule is a plugin impl
 one or more extension points, in the order a pod meets them:
 
     QueueSort -> PreFilter -> Filter -> PostFilter (only when no node fits)
-              -> PreScore -> Score (+ normalize) -> Reserve -> Permit -> Bind
+              -> PreScore -> Score (+ normalize) -> Reserve -> Permit -> PreBind -> Bind
                                                    Unreserve (on any later failure)
 
 Two departures, both for speed in Python and neither visible from outside: a Filter
@@ -170,6 +170,12 @@ class PermitPlugin(Plugin):
         raise NotImplementedError
 
 
+class PreBindPlugin(Plugin):
+    async def pre_bind(self, state: CycleState, pod: PodInfo, node: str) -> Status | None:
+        """Writes the binding depends on (a claim's selected node); None when done."""
+        raise NotImplementedError
+
+
 class BindPlugin(Plugin):
     async def bind(self, state: CycleState, pod: PodInfo, node: str) -> Status | None:
         """None when bound, SKIP to leave it to the next binder, else the failure."""
@@ -281,6 +287,7 @@ class Framework:
         self.scorers = [p for p in plugins if isinstance(p, ScorePlugin)]
         self.reserves = [p for p in plugins if isinstance(p, ReservePlugin)]
         self.permits = [p for p in plugins if isinstance(p, PermitPlugin)]
+        self.pre_binds = [p for p in plugins if isinstance(p, PreBindPlugin)]
         self.binders = [p for p in plugins if isinstance(p, BindPlugin)]
 
     def sort_key(self, queued: QueuedPod) -> tuple[Any, ...]:
@@ -376,6 +383,15 @@ class Framework:
             return await waiting.result
         finally:
             self.handle.waiting.remove(pod.key)
+
+    async def run_pre_bind(self, state: CycleState, pod: PodInfo, node: str
+                           ) -> Status | None:
+        for plugin in self.pre_binds:
+            status = await plugin.pre_bind(state, pod, node)
+            if status is not None:
+                status.plugin = plugin.name
+                return status
+        return None
 
     async def run_bind(self, state: CycleState, pod: PodInfo, node: str) -> Status | None:
         for plugin in self.binders:

@@ -416,7 +416,9 @@ class Scheduler:
         status = await self.framework.wait_on_permit(pod)
         if status is None:
             async with self._bind_slots:
-                status = await self.framework.run_bind(state, pod, node)
+                status = await self.framework.run_pre_bind(state, pod, node)
+                if status is None:
+                    status = await self.framework.run_bind(state, pod, node)
         if status is None:
             self._record_event(pod.pod, "Normal", "Scheduled",
                                f"Successfully assigned {pod.key} to {node}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pilothouse.scheduler.framework import Code, Handle
+from pilothouse.scheduler.framework import Code, CycleState, Handle
+from pilothouse.scheduler.nodeinfo import PodInfo
 from pilothouse.scheduler.plugins import DEFAULT_PLUGINS
 from pilothouse.scheduler.plugins.noderesources import NodeResourcesFit
 from pilothouse.scheduler.plugins.podtopologyspread import PodTopologySpread
@@ -208,3 +209,20 @@ def test_claim_events_leave_pods_other_plugins_rejected_alone() -> None:
         assert scheduler.queue.counts() != (0, 0, 1)
 
     asyncio.run(scenario())
+
+
+def test_pre_bind_names_the_node_on_claims_that_wait_for_their_first_consumer() -> None:
+    handle = with_storage(
+        cluster(node("a")),
+        claims=(claim("wait"), claim("done", volume="pv", bound=True),
+                claim("named", **{"volume.kubernetes.io/selected-node": "a"}),
+                claim("now", storage_class="fast")),
+        classes=(storage_class("local-path"), storage_class("fast", mode="Immediate")))
+    client = RecordingClient()
+    handle.client = client  # type: ignore[assignment]
+    plugin = VolumeBinding(handle)
+    status = asyncio.run(plugin.pre_bind(CycleState(), PodInfo(using("wait", "done", "named",
+                                                                     "now")), "a"))
+    assert status is None
+    assert client.patches == [{"metadata": {
+        "annotations": {"volume.kubernetes.io/selected-node": "a"}}}]

@@ -15,8 +15,12 @@ claim has a node, so this plugin only keeps the pod off nodes its volumes cannot
   `volume.kubernetes.io/selected-node`, once it names one -- and the provisioner follows
   the pod there.
 
+- **PreBind** writes `volume.kubernetes.io/selected-node` on each unbound claim that
+  waits for its first consumer, as upstream does, so the provisioner knows where the
+  volume must be before the pod is even bound.
+
 Rejections are UnschedulableAndUnresolvable, as upstream: evicting pods frees no volume.
-Upstream's Reserve/PreBind (assume the binding, write it, wait for the controller) are
+Upstream's Reserve (assume the binding) and the wait in PreBind for the controller are
 left to the controller, and so is matching an unbound claim to an existing Available
 volume: such a claim is judged by its class alone.
 """
@@ -27,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...client import ApiError
 from ..framework import (
     NODE_EVENTS,
     PERSISTENT_VOLUME_CHANGE,
@@ -35,6 +40,7 @@ from ..framework import (
     STORAGE_CLASS_CHANGE,
     CycleState,
     FilterPlugin,
+    PreBindPlugin,
     PreFilterPlugin,
     Status,
 )
@@ -108,7 +114,7 @@ class PodVolumes:
     delayed: list[DelayedClaim] = field(default_factory=list)
 
 
-class VolumeBinding(PreFilterPlugin, FilterPlugin):
+class VolumeBinding(PreFilterPlugin, FilterPlugin, PreBindPlugin):
     name = "VolumeBinding"
     events = NODE_EVENTS | {PERSISTENT_VOLUME_CLAIM_CHANGE, PERSISTENT_VOLUME_CHANGE,
                             STORAGE_CLASS_CHANGE}
@@ -173,3 +179,26 @@ class VolumeBinding(PreFilterPlugin, FilterPlugin):
         if not volumes_found:
             reasons.append(VOLUME_MISSING)
         return Status.unresolvable(*reasons) if reasons else None
+
+    async def pre_bind(self, state: CycleState, pod: PodInfo, node: str) -> Status | None:
+        client = self.handle.client
+        if client is None or not claim_names(pod):
+            return None
+        for name in claim_names(pod):
+            claim = self.handle.persistent_volume_claim(pod.namespace, name)
+            if claim is None or is_fully_bound(claim):
+                continue
+            annotations = (claim.get("metadata") or {}).get("annotations") or {}
+            class_name = claim_class(claim)
+            storage_class = self.handle.storage_class(class_name) if class_name else None
+            if annotations.get(ANN_SELECTED_NODE) == node or storage_class is None or \
+                    storage_class.get("volumeBindingMode") != WAIT_FOR_FIRST_CONSUMER:
+                continue
+            try:
+                await client.patch("v1", "persistentvolumeclaims", name,
+                                   {"metadata": {"annotations": {ANN_SELECTED_NODE: node}}},
+                                   pod.namespace)
+            except ApiError as err:
+                return Status.error(f"error selecting node {node} for persistentvolumeclaim "
+                                    f'"{pod.namespace}/{name}": {err}')
+        return None
