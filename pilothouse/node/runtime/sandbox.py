@@ -23,8 +23,9 @@ container runtime adds, using `bwrap` (Debian's bubblewrap) as the one privilege
 `exec` enters the container's namespaces with `nsenter` (root and working dir included)
 with the container's environment, and joins its cgroups. Stats come from the cgroups
 (CPU time, memory usage minus inactive file), or from the namespace's processes where
-there are no cgroups. `check()` refuses when bwrap or nsenter is missing, or bwrap cannot
-make namespaces here (it tries once).
+there are no cgroups. `check()` refuses when the agent is not root (nsenter into a pod's
+namespaces and the cgroups need it; a user's laptop then gets the process runtime), when
+bwrap or nsenter is missing, or when bwrap cannot make namespaces here (it tries once).
 """
 
 from __future__ import annotations
@@ -275,6 +276,10 @@ class SandboxRuntime(ProcessRuntime):
 
     @staticmethod
     def _probe() -> str:
+        if os.geteuid() != 0:
+            return (f"the sandbox runtime runs as root (exec joins a pod's namespaces with "
+                    f"nsenter, limits need writable cgroups); this agent runs as uid "
+                    f"{os.geteuid()}")
         bwrap = shutil.which("bwrap")
         if bwrap is None:
             return ("bubblewrap (bwrap) is not installed; install it (Debian/Ubuntu: "
