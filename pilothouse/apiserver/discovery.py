@@ -46,7 +46,8 @@ def _resource_entries(res: Resource) -> list[dict[str, Any]]:
         entry["categories"] = list(res.categories)
     entries = [entry]
     for sub in res.subresources:
-        verbs, group, version, kind = SUBRESOURCE_DISCOVERY[sub]
+        verbs, group, version, kind = (SUBRESOURCE_DISCOVERY.get(f"{res.plural}/{sub}")
+                                       or SUBRESOURCE_DISCOVERY[sub])
         sub_entry: dict[str, Any] = {
             "name": f"{res.plural}/{sub}",
             "singularName": "",

@@ -83,6 +83,10 @@ class Request:
     #: A WebSocket request, and the subprotocols its client offered.
     websocket: bool = False
     subprotocols: tuple[str, ...] = ()
+    #: The path as the client sent it, percent-encoding kept, and the query string: what
+    #: the proxy subresources pass on unchanged.
+    raw_path: str = ""
+    query_string: str = ""
 
     def param(self, name: str, default: str = "") -> str:
         return self.query.get(name, default)
@@ -239,8 +243,10 @@ class APIServerApp:
             chunks.append(chunk)
             more = message.get("more_body", False)
         query, items = _query(scope)
+        raw_path = (scope.get("raw_path") or b"").decode("latin-1") or scope["path"]
         return Request(scope["method"], scope["path"], query, headers, b"".join(chunks),
-                       send=send, receive=receive, query_items=items)
+                       send=send, receive=receive, query_items=items, raw_path=raw_path,
+                       query_string=scope.get("query_string", b"").decode("latin-1"))
 
     async def _handle(self, request: Request, scope: dict) -> Response | None:
         cert_subject = (scope.get("extensions") or {}).get("tls", {}).get("client_subject")

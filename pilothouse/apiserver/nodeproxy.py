@@ -210,6 +210,11 @@ class KubeletClient:
         self.connect_timeout = connect_timeout
         self._session: aiohttp.ClientSession | None = None
 
+    def session(self) -> aiohttp.ClientSession:
+        """The session that presents the kubelet client certificate (nodes/proxy relays
+        through it)."""
+        return self._client()
+
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             tracing = aiohttp.TraceConfig()
@@ -302,7 +307,7 @@ class NodeProxy:
         path = f"/containerLogs/{_segment(info.namespace)}/{_segment(info.name)}/" \
                f"{_segment(container)}"
         async with self.kubelets.get(endpoint, path, query) as response:
-            await _stream(request, response)
+            await stream_response(request, response)
         return None
 
     # -- exec, attach, port-forward -----------------------------------------------------
@@ -404,18 +409,23 @@ async def _pump(request: Request, upstream: aiohttp.ClientWebSocketResponse) -> 
             log.warning("relaying %s ended with %r", request.path, result)
 
 
-async def _stream(request: Request, response: aiohttp.ClientResponse) -> None:
-    """Send a kubelet's response body on as it arrives, until it ends or the client leaves."""
+_TEXT_HEADERS = ((b"content-type", b"text/plain"), (b"cache-control", b"no-cache, private"))
+
+
+async def stream_response(request: Request, response: aiohttp.ClientResponse, *,
+                          status: int = 200,
+                          headers: Iterable[tuple[bytes, bytes]] = _TEXT_HEADERS) -> None:
+    """Send an upstream response body on as it arrives, until it ends or the client leaves,
+    under the status and headers given (by default a 200 of plain text, as logs are)."""
     send = request.send
-    await send({"type": "http.response.start", "status": 200, "headers": [
-        (b"content-type", b"text/plain"), (b"cache-control", b"no-cache, private")]})
+    await send({"type": "http.response.start", "status": status, "headers": list(headers)})
 
     async def copy() -> None:
         try:
             async for chunk in response.content.iter_any():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.info("the kubelet's stream for %s ended early: %s", request.path, exc)
+            log.info("the upstream stream for %s ended early: %s", request.path, exc)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def client_gone() -> None:
@@ -439,4 +449,4 @@ def _segment(value: str) -> str:
 
 
 __all__ = ["KubeletClient", "KubeletEndpoint", "NodeProxy", "kubelet_endpoint",
-           "kubelet_error", "select_container"]
+           "kubelet_error", "select_container", "stream_response"]

@@ -9,7 +9,8 @@ TLS client certificates are verified by the TLS layer against the cluster CA; sm
 subclasses of uvicorn's HTTP and WebSocket protocols put the verified subject into the ASGI
 scope (`extensions.tls.client_subject`), where authentication reads it. WebSocket is there
 for exec, attach and port-forward, which the API server relays to kubelets with its own
-kubelet client certificate (`nodeproxy.py`).
+kubelet client certificate (`nodeproxy.py`). The pods/proxy, services/proxy and nodes/proxy
+subresources relay plain HTTP to pods, Services' endpoints and kubelets (`proxy.py`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .http import APIServerApp
 from .metrics import ResourceMetrics
 from .nodeproxy import KubeletClient, NodeProxy
 from .pki import PKI, load_signing_key
+from .proxy import ResourceProxy
 from .rbac import RBACAuthorizer
 from .registry import ResourceTable
 from .registry.generic import GenericRegistry, WriteOptions
@@ -152,6 +154,7 @@ class APIServer:
         self._server: _Server | None = None
         self.app: APIServerApp | None = None
         self.kubelets: KubeletClient | None = None
+        self.resource_proxy: ResourceProxy | None = None
         self.watch_cache: WatchCache | None = None
 
     async def start(self) -> None:
@@ -185,11 +188,14 @@ class APIServer:
         self.kubelets = kubelets = KubeletClient(cert=self.pki.kubelet_client_cert,
                                                  key=self.pki.kubelet_client_key)
         node_proxy = NodeProxy(table=table, registry=registry, kubelets=kubelets)
+        self.resource_proxy = resource_proxy = ResourceProxy(table=table, registry=registry,
+                                                             kubelets=kubelets)
         metrics = ResourceMetrics(table=table, registry=registry, kubelets=kubelets)
         self.app = app = APIServerApp(
             table=table, registry=registry, watch_cache=watch_cache, authenticator=authenticator,
             authorizer=authorizer, openapi=openapi,
-            special=special.handlers() | node_proxy.handlers() | metrics.handlers())
+            special=special.handlers() | node_proxy.handlers() | resource_proxy.handlers()
+            | metrics.handlers())
         await _bootstrap(registry, table, settings.port)
         await self._start_rbac(registry, table, watch_cache, authorizer)
         crds = CRDController(table=table, registry=registry, watch_cache=watch_cache,
@@ -288,6 +294,8 @@ class APIServer:
             await stop()
         if self.kubelets is not None:
             await self.kubelets.close()
+        if self.resource_proxy is not None:
+            await self.resource_proxy.close()
         if self.store is not None:
             await self.store.close()
 

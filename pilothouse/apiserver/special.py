@@ -7,8 +7,8 @@
   namespaces/finalize.
 
 Each handler takes (request, request info, resource) and returns a Response. What reaches
-a kubelet (pods/log, exec, attach, port-forward) is in nodeproxy.py; metrics.k8s.io is in
-metrics.py.
+a kubelet (pods/log, exec, attach, port-forward) is in nodeproxy.py; the proxy subresources
+of pods, services and nodes are in proxy.py; metrics.k8s.io is in metrics.py.
 """
 
 from __future__ import annotations

@@ -76,10 +76,11 @@ BUILTIN_RESOURCES: tuple[Resource, ...] = (
           short_names=("ns",), subresources=("status", "finalize"),
           field_selectors={"status.phase": _path("status", "phase")}),
     _core("pods", "pod", "Pod", short_names=("po",), categories=("all",),
-          subresources=("status", "binding", "log", "eviction", "exec", "attach", "portforward"),
+          subresources=("status", "binding", "log", "eviction", "exec", "attach", "portforward",
+                        "proxy"),
           field_selectors=_POD_FIELDS),
     _core("services", "service", "Service", short_names=("svc",), categories=("all",),
-          subresources=("status",),
+          subresources=("status", "proxy"),
           field_selectors={"spec.clusterIP": _path("spec", "clusterIP"),
                            "spec.type": _path("spec", "type")}),
     _core("endpoints", "endpoints", "Endpoints", short_names=("ep",)),
@@ -88,7 +89,7 @@ BUILTIN_RESOURCES: tuple[Resource, ...] = (
     _core("serviceaccounts", "serviceaccount", "ServiceAccount", short_names=("sa",),
           subresources=("token",)),
     _core("events", "event", "Event", short_names=("ev",), field_selectors=_EVENT_FIELDS),
-    _core("nodes", "node", "Node", False, short_names=("no",), subresources=("status",),
+    _core("nodes", "node", "Node", False, short_names=("no",), subresources=("status", "proxy"),
           field_selectors={"spec.unschedulable": lambda o: "true" if (o.get("spec") or {})
                            .get("unschedulable") else "false"}),
     _core("persistentvolumes", "persistentvolume", "PersistentVolume", False,
@@ -168,7 +169,11 @@ BUILTIN_RESOURCES: tuple[Resource, ...] = (
              subresources=("status",)),
 )
 
-#: Discovery entries for subresources: (verbs, group, version, kind) of each.
+#: The verbs of the proxy subresources: every HTTP method they relay, in RBAC terms.
+PROXY_VERBS = ("create", "delete", "get", "patch", "update")
+
+#: Discovery entries for subresources: (verbs, group, version, kind) of each, by subresource
+#: name, or by "resource/subresource" where the kind differs per resource.
 SUBRESOURCE_DISCOVERY: dict[str, tuple[tuple[str, ...], str, str, str | None]] = {
     "status": (("get", "patch", "update"), "", "", None),
     "scale": (("get", "patch", "update"), "autoscaling", "v1", "Scale"),
@@ -180,6 +185,9 @@ SUBRESOURCE_DISCOVERY: dict[str, tuple[tuple[str, ...], str, str, str | None]] =
     "portforward": (("create", "get"), "", "", "PodPortForwardOptions"),
     "finalize": (("update",), "", "v1", "Namespace"),
     "token": (CREATE_ONLY, "authentication.k8s.io", "v1", "TokenRequest"),
+    "pods/proxy": (PROXY_VERBS, "", "", "PodProxyOptions"),
+    "services/proxy": (PROXY_VERBS, "", "", "ServiceProxyOptions"),
+    "nodes/proxy": (PROXY_VERBS, "", "", "NodeProxyOptions"),
 }
 
 #: Kinds where a PUT to a missing object creates it (AllowCreateOnUpdate in Kubernetes).
