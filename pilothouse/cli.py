@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import ipaddress
 import logging
 import signal
 import socket
@@ -32,7 +33,7 @@ import yaml
 from .apiserver.bootstrap_policy import PLATFORM_COMPONENTS
 from .apiserver.pki import ADMIN_USER, PKI
 from .apiserver.server import APIServer, Settings
-from .machinery.names import is_qualified_name, is_valid_label_value
+from .machinery.names import is_dns1123_subdomain, is_qualified_name, is_valid_label_value
 from .node.runtime import RUNTIMES
 from .store import DataDirInUse
 from .supervisor import Child
@@ -230,7 +231,8 @@ def _kubelet(args: argparse.Namespace, labels: dict[str, str],
         node_ip=args.node_ip or detect_node_ip(server), port=args.port, labels=labels,
         taints=tuple(taints), max_pods=args.max_pods,
         lease_duration_seconds=args.node_lease_duration_seconds, runtime=args.runtime,
-        shutdown_grace_seconds=args.shutdown_grace_period)
+        shutdown_grace_seconds=args.shutdown_grace_period, cluster_dns=args.cluster_dns or "",
+        cluster_domain=args.cluster_domain, resolv_conf=Path(args.resolv_conf))
     try:
         _runner()(_until_signal(run_kubelet(args.kubeconfig, settings)))
     except NodeAgentError as exc:
@@ -337,6 +339,15 @@ def main(argv: list[str] | None = None) -> int:
     node.add_argument("--shutdown-grace-period", type=_seconds, default=NODE_SHUTDOWN_GRACE,
                       help="on SIGTERM, the longest the agent waits for its pods to stop "
                            f"(default {NODE_SHUTDOWN_GRACE:g})")
+    node.add_argument("--cluster-dns", type=_ipv4, default=None,
+                      help="the address the node's cluster DNS server listens on (port 53) "
+                           "and pods' resolv.conf names (default: .0.10 of the node's pod "
+                           "network, 127.N.0.10)")
+    node.add_argument("--cluster-domain", type=_domain, default="cluster.local",
+                      help="the cluster's DNS domain (default cluster.local)")
+    node.add_argument("--resolv-conf", default="/etc/resolv.conf",
+                      help="the resolver configuration dnsPolicy Default pods get and the "
+                           "cluster DNS forwards to (default /etc/resolv.conf)")
     node.add_argument("--hollow", type=_count, default=0,
                       help="instead: register N simulated nodes that run nothing, as kwok "
                            "does")
@@ -386,6 +397,20 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError("must not be negative")
     return value
+
+
+def _ipv4(text: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(text.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IPv4 address: {text!r}") from None
+
+
+def _domain(text: str) -> str:
+    domain = text.strip().rstrip(".").lower()
+    if not domain or is_dns1123_subdomain(domain):
+        raise argparse.ArgumentTypeError(f"not a DNS domain: {text!r}")
+    return domain
 
 
 def _port_or_zero(text: str) -> int:

@@ -293,6 +293,9 @@ def _component_roles() -> list[dict[str, Any]]:
                     ["localsubjectaccessreviews", "subjectaccessreviews"],
                 ),
                 _rule(_READ, [""], ["services"]),
+                # The node agent serves cluster DNS (CoreDNS's system:coredns role in a
+                # real cluster): headless names come from EndpointSlices.
+                _rule(["list", "watch"], ["discovery.k8s.io"], ["endpointslices"]),
                 _rule(["create", *_READ], [""], ["nodes"]),
                 _rule(["patch", "update"], [""], ["nodes/status"]),
                 _rule(["patch", "update"], [""], ["nodes"]),

@@ -16,6 +16,16 @@ What it owns, and where each part lives:
   an image is a virtual environment made on first use.
 - **Volumes and environment** (`volumes.py`, `env.py`), **probes** (`probes.py`),
   **stats** (`stats.py`: the Summary API behind `kubectl top`).
+- **Cluster DNS** (`dns.py`): a DNS server for the cluster domain at the node's DNS
+  address (`--cluster-dns`, by default `.0.10` of the node's pod network, port 53: root
+  only), fed by informers on Services, EndpointSlices and Pods, forwarding other names to
+  the host's resolvers (`--resolv-conf`). Pods' resolv.conf follows their dnsPolicy and
+  dnsConfig as the kubelet writes it (`pod_dns_config`). Only runtimes that bind the
+  pod's own /etc/resolv.conf (sandbox, engine) show it to the pod; a process-runtime pod
+  reads the host's and resolves what the host resolves (no cluster names). When the
+  address cannot be bound (not root, port taken) the node runs on without it, with a
+  warning, and ClusterFirst pods get the host's resolver, as a kubelet without
+  clusterDNS falls back to Default.
 - **The kubelet API** (`server.py`): logs, exec, attach, port-forward and stats over
   HTTPS, which the API server proxies to. This class is its `PodSource`; callers are
   authorized by a SubjectAccessReview, as the kubelet's webhook authorizer does.
@@ -49,6 +59,7 @@ from ..client import ApiError, Client, Informer
 from ..client.controller import EventRecorder
 from ..machinery.meta import now as utcnow
 from ..machinery.meta import rfc3339, rfc3339_micro
+from .dns import ClusterRecords, DNSServer, ResolvConf, parse_resolv_conf, slim_pod
 from .hollow import ARCH, KUBELET_VERSION, LEASE_NAMESPACE, lease_object
 from .logs import log_attempts
 from .podworker import LABEL_POD_UID, PodWorker, _Waiting, pod_dir_name
@@ -72,6 +83,10 @@ STATUS_UPDATE_SECONDS = 10.0
 STATUS_REPORT_SECONDS = 300.0
 RELIST_SECONDS = 5.0
 SAR_CACHE_SECONDS = 300.0
+#: The kubelet's limits on what a pod's resolv.conf may list.
+MAX_DNS_NAMESERVERS = 3
+MAX_DNS_SEARCHES = 32
+MAX_DNS_SEARCH_CHARS = 2048
 
 
 class NodeAgentError(Exception):
@@ -94,6 +109,14 @@ class KubeletSettings:
     runtime: str | None = None
     #: A node shutdown gives pods at most this long in all (shutdownGracePeriod).
     shutdown_grace_seconds: float = 30.0
+    #: The node's DNS server address (--cluster-dns); "" is `.0.10` of the pod network.
+    cluster_dns: str = ""
+    #: Its port: a resolv.conf cannot name one, so pods use it only on 53 (tests change it).
+    cluster_dns_port: int = 53
+    cluster_domain: str = "cluster.local"
+    #: The host's resolver configuration (--resolv-conf): dnsPolicy Default pods get it and
+    #: the cluster DNS forwards to its nameservers.
+    resolv_conf: Path = Path("/etc/resolv.conf")
 
 
 def detect_node_ip(api_server: str) -> str:
@@ -115,6 +138,64 @@ def pod_network(node_name: str) -> ipaddress.IPv4Network:
     machine rarely share one."""
     second = 1 + zlib.crc32(node_name.encode()) % 254
     return ipaddress.IPv4Network(f"127.{second}.0.0/16")
+
+
+def node_dns_address(network: ipaddress.IPv4Network) -> str:
+    """The node's cluster DNS address: `.0.10` of its pod network, as a cluster's DNS
+    Service is the tenth address of the service range."""
+    return str(network.network_address + 10)
+
+
+def _dedupe(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(v for v in values if v))
+
+
+def _merge_options(existing: Iterable[str], extra: Iterable[Mapping[str, Any]]) -> list[str]:
+    """resolv.conf options with dnsConfig's by name: a pod's `ndots` replaces the default."""
+    merged = {o.partition(":")[0]: o for o in existing}
+    for option in extra:
+        name = option.get("name") or ""
+        if name:
+            value = option.get("value")
+            merged[name] = f"{name}:{value}" if value is not None else name
+    return list(merged.values())
+
+
+def pod_dns_config(pod: Mapping[str, Any], *, host: ResolvConf, cluster_dns: str | None,
+                   domain: str) -> tuple[ResolvConf, bool]:
+    """A pod's resolv.conf from its dnsPolicy and dnsConfig, as the kubelet makes it, and
+    whether ClusterFirst fell back to the host's for want of a cluster DNS.
+
+    ClusterFirst (the default): the cluster DNS, the search path `<ns>.svc.<domain>
+    svc.<domain> <domain>` then the host's, `ndots:5`; with hostNetwork it is Default
+    unless the policy is ClusterFirstWithHostNet. Default: the host's. None: only
+    dnsConfig, which the others append to (options replace same-named ones).
+    """
+    spec = pod.get("spec") or {}
+    policy = spec.get("dnsPolicy") or "ClusterFirst"
+    if policy == "ClusterFirst" and spec.get("hostNetwork"):
+        policy = "Default"
+    missing = policy in ("ClusterFirst", "ClusterFirstWithHostNet") and not cluster_dns
+    if policy == "None":
+        base = ResolvConf()
+    elif policy in ("ClusterFirst", "ClusterFirstWithHostNet") and cluster_dns:
+        namespace = (pod.get("metadata") or {}).get("namespace") or "default"
+        base = ResolvConf((cluster_dns,), (f"{namespace}.svc.{domain}", f"svc.{domain}",
+                                           domain, *host.searches), ("ndots:5",))
+    else:
+        base = host
+    extra = spec.get("dnsConfig") or {}
+    searches: list[str] = []
+    for search in _dedupe([*base.searches, *(extra.get("searches") or ())]):
+        if len(searches) == MAX_DNS_SEARCHES or \
+                len(" ".join([*searches, search])) > MAX_DNS_SEARCH_CHARS:
+            break
+        searches.append(search)
+    return ResolvConf(
+        tuple(_dedupe([*base.nameservers, *(extra.get("nameservers") or ())])[
+            :MAX_DNS_NAMESERVERS]),
+        tuple(searches),
+        tuple(_merge_options(base.options, extra.get("options") or ()))), missing
 
 
 def _read(path: str) -> str:
@@ -165,6 +246,20 @@ class Kubelet:
         self.workers: dict[str, PodWorker] = {}
         self._uid_keys: dict[str, str] = {}
         self._network = pod_network(self.node_name)
+        self.host_resolv = parse_resolv_conf(_read(str(settings.resolv_conf)))
+        self.dns_address = settings.cluster_dns or node_dns_address(self._network)
+        #: The address pods' resolv.conf names: set once the DNS server listens.
+        self.cluster_dns: str | None = None
+        self.endpoint_slices_informer = Informer(client, "discovery.k8s.io/v1",
+                                                 "endpointslices")
+        self.all_pods_informer = Informer(client, "v1", "pods", transform=slim_pod)
+        self.dns = DNSServer(
+            ClusterRecords(services=self.services_informer,
+                           endpoint_slices=self.endpoint_slices_informer,
+                           pods=self.all_pods_informer, domain=settings.cluster_domain,
+                           nameserver=self.dns_address),
+            host=self.dns_address, port=settings.cluster_dns_port,
+            upstreams=[(server, 53) for server in self.host_resolv.nameservers])
         self._ips: dict[str, str] = {}
         self._runtime_classes: dict[str, str] = {}
         self._existing: dict[str, list[tuple[Runtime, ContainerStatus]]] = {}
@@ -201,7 +296,8 @@ class Kubelet:
         await self._index_existing()
         await self.server.start()
         await self._register()
-        self._tasks = [
+        await self._start_dns()
+        self._tasks += [
             asyncio.create_task(self.pod_informer.run(), name="kubelet-pods"),
             asyncio.create_task(self.services_informer.run(), name="kubelet-services"),
             asyncio.create_task(self._heartbeat(), name="kubelet-heartbeat"),
@@ -220,6 +316,22 @@ class Kubelet:
             await asyncio.gather(*self._tasks)
         finally:
             await self._shutdown()
+
+    async def _start_dns(self) -> None:
+        where = f"{self.dns_address}:{self.settings.cluster_dns_port}"
+        try:
+            await self.dns.start()
+        except OSError as err:
+            log.warning("cluster DNS cannot listen on %s (%s): pods keep the host's resolver "
+                        "(run the node as root, or free the port, or pick another address "
+                        "with --cluster-dns)", where, err.strerror or err)
+            return
+        self.cluster_dns = self.dns_address
+        self._tasks += [
+            asyncio.create_task(self.endpoint_slices_informer.run(), name="dns-endpointslices"),
+            asyncio.create_task(self.all_pods_informer.run(), name="dns-pods"),
+        ]
+        log.info("cluster DNS for %s serving on %s", self.settings.cluster_domain, where)
 
     async def _shutdown(self) -> None:
         for task in self._tasks:
@@ -241,6 +353,7 @@ class Kubelet:
                 await worker.shut_down(grace=min(pod_grace, grace))
 
         await asyncio.gather(*(stop_pod(w) for w in workers))
+        await self.dns.stop()  # last: stopping pods may still look names up
         await self.stats.stop()
         await self.server.stop()
 
@@ -423,7 +536,8 @@ class Kubelet:
             address = self._network.network_address + 1 + (start + offset) % (
                 self._network.num_addresses - 2)
             text = str(address)
-            if text not in used and int(address) & 0xFF not in (0, 255):
+            if text not in used and text != self.dns_address and \
+                    int(address) & 0xFF not in (0, 255):
                 self._ips[uid] = text
                 return text
         raise _Waiting("ContainerCreating", "Failed to create pod sandbox: no pod IP left in "
@@ -433,8 +547,19 @@ class Kubelet:
         self._ips.pop(uid, None)
 
     def resolv_conf(self, pod: Mapping[str, Any]) -> str:
-        """The host's resolver for now; cluster DNS comes with service networking."""
-        return _read("/etc/resolv.conf") + "\n"
+        config, missing = pod_dns_config(pod, host=self.host_resolv,
+                                         cluster_dns=self.cluster_dns,
+                                         domain=self.settings.cluster_domain)
+        if missing:
+            meta = pod.get("metadata") or {}
+            task = asyncio.get_running_loop().create_task(self.event(
+                pod, "Warning", "MissingClusterDNS",
+                f'pod: "{meta.get("name")}_{meta.get("namespace")}({meta.get("uid")})". '
+                "kubelet does not have ClusterDNS IP configured and cannot create Pod using "
+                '"ClusterFirst" policy. Falling back to "Default" policy.'))
+            self._event_tasks.add(task)
+            task.add_done_callback(self._event_tasks.discard)
+        return config.render()
 
     def services(self) -> list[dict[str, Any]]:
         return self.services_informer.list()

@@ -552,7 +552,8 @@ class PodWorker:
             hostname = self.kubelet.node_name
         fqdn = ""
         if spec.get("subdomain"):
-            fqdn = f"{hostname}.{spec['subdomain']}.{meta.get('namespace')}.svc.cluster.local"
+            fqdn = (f"{hostname}.{spec['subdomain']}.{meta.get('namespace')}.svc."
+                    f"{self.kubelet.settings.cluster_domain}")
         hosts = ["# Kubernetes-managed hosts file.", "127.0.0.1\tlocalhost",
                  "::1\tlocalhost ip6-localhost ip6-loopback",
                  f"{ip}\t{fqdn + chr(9) if fqdn else ''}{hostname}"]
