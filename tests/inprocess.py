@@ -81,6 +81,16 @@ async def create(session: aiohttp.ClientSession, path: str, body: dict[str, Any]
         return await response.json()
 
 
+async def create_nodes(session: aiohttp.ClientSession, cluster: InProcessCluster, *,
+                       labels: dict[str, dict[str, str]] | None = None) -> None:
+    """Node `n1`, served by the fake kubelet, and `hollow-1`, a hollow node (no kubelet)."""
+    labels = labels or {}
+    await create(session, "/api/v1/nodes", cluster.kubelet.node("n1", labels.get("n1")))
+    hollow = cluster.kubelet.node("hollow-1", labels.get("hollow-1"))
+    hollow["status"]["nodeInfo"]["containerRuntimeVersion"] = "hollow://"
+    await create(session, "/api/v1/nodes", hollow)
+
+
 async def create_namespace_accounts(session: aiohttp.ClientSession, namespace: str) -> None:
     """The `default` ServiceAccount that ServiceAccount admission requires of pods: no
     controller manager runs here to make it."""

@@ -397,16 +397,8 @@ async def _pump(request: Request, upstream: aiohttp.ClientWebSocketResponse) -> 
         await request.send({"type": "websocket.close", "code": _UNSENDABLE_CLOSE.get(code, code),
                             "reason": reason[:120]})
 
-    tasks = [asyncio.ensure_future(from_client()), asyncio.ensure_future(from_kubelet())]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-    for result in results:
-        if isinstance(result, Exception) and not isinstance(result, (OSError, aiohttp.ClientError)):
-            log.warning("relaying %s ended with %r", request.path, result)
+    await _until_first_ends([from_client(), from_kubelet()], f"relaying {request.path}",
+                            expected=(OSError, aiohttp.ClientError))
 
 
 _TEXT_HEADERS = ((b"content-type", b"text/plain"), (b"cache-control", b"no-cache, private"))
@@ -432,16 +424,8 @@ async def stream_response(request: Request, response: aiohttp.ClientResponse, *,
         while (await request.receive())["type"] != "http.disconnect":
             pass
 
-    tasks = [asyncio.ensure_future(copy()), asyncio.ensure_future(client_gone())]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-    for result in results:
-        if isinstance(result, Exception) and not isinstance(result, OSError):
-            log.warning("streaming %s ended with %r", request.path, result)
+    await _until_first_ends([copy(), client_gone()], f"streaming {request.path}",
+                            expected=(OSError,))
 
 
 def _segment(value: str) -> str:
@@ -450,3 +434,19 @@ def _segment(value: str) -> str:
 
 __all__ = ["KubeletClient", "KubeletEndpoint", "NodeProxy", "kubelet_endpoint",
            "kubelet_error", "select_container", "stream_response"]
+
+
+async def _until_first_ends(coroutines: list[Any], what: str, *,
+                            expected: tuple[type[BaseException], ...]) -> None:
+    """Run the two directions of a relay until either ends, then stop the other; an error
+    other than the connection closing (`expected`) is logged."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception) and not isinstance(result, expected):
+            log.warning("%s ended with %r", what, result)

@@ -15,6 +15,7 @@ from tests.inprocess import (
     InProcessCluster,
     create,
     create_namespace_accounts,
+    create_nodes,
     in_process_cluster,
     pod,
 )
@@ -56,10 +57,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessClust
 
         async def setup() -> None:
             async with running.session() as admin:
-                await create(admin, "/api/v1/nodes", running.kubelet.node("n1", {"zone": "a"}))
-                hollow = running.kubelet.node("hollow-1", {"zone": "b"})
-                hollow["status"]["nodeInfo"]["containerRuntimeVersion"] = "hollow://"
-                await create(admin, "/api/v1/nodes", hollow)
+                await create_nodes(admin, running,
+                                   labels={"n1": {"zone": "a"}, "hollow-1": {"zone": "b"}})
                 await create(admin, "/api/v1/namespaces", {"metadata": {"name": "team"}})
                 await create_namespace_accounts(admin, "team")
                 for body in (pod("web", "n1", "app", "proxy", labels={"app": "web"}),

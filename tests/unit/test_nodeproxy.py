@@ -17,7 +17,7 @@ import pytest
 
 from pilothouse.apiserver.nodeproxy import kubelet_endpoint, kubelet_error, select_container
 from pilothouse.machinery.errors import APIError
-from tests.inprocess import InProcessCluster, create, in_process_cluster, pod
+from tests.inprocess import InProcessCluster, create, create_nodes, in_process_cluster, pod
 
 V5 = "v5.channel.k8s.io"
 V4 = "v4.channel.k8s.io"
@@ -107,10 +107,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessClust
 
         async def setup() -> None:
             async with running.session() as admin:
-                await create(admin, "/api/v1/nodes", running.kubelet.node("n1"))
-                hollow = running.kubelet.node("hollow-1")
-                hollow["status"]["nodeInfo"]["containerRuntimeVersion"] = "hollow://"
-                await create(admin, "/api/v1/nodes", hollow)
+                await create_nodes(admin, running)
                 await create(admin, PODS, pod("web", "n1", "app", "sidecar"))
                 await create(admin, PODS, pod("solo", "n1", "app"))
                 await create(admin, PODS, pod("pending", None, "app"))

@@ -27,7 +27,14 @@ from pilothouse.apiserver.proxy import (
     service_target,
 )
 from pilothouse.machinery.errors import APIError
-from tests.inprocess import InProcessCluster, create, free_port, in_process_cluster, pod
+from tests.inprocess import (
+    InProcessCluster,
+    create,
+    create_nodes,
+    free_port,
+    in_process_cluster,
+    pod,
+)
 
 PODS = "/api/v1/namespaces/default/pods"
 SERVICES = "/api/v1/namespaces/default/services"
@@ -191,10 +198,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessClust
 
         async def setup() -> None:
             async with running.session() as admin:
-                await create(admin, "/api/v1/nodes", running.kubelet.node("n1"))
-                hollow = running.kubelet.node("hollow-1")
-                hollow["status"]["nodeInfo"]["containerRuntimeVersion"] = "hollow://"
-                await create(admin, "/api/v1/nodes", hollow)
+                await create_nodes(admin, running)
                 await create(admin, PODS, pod("pending", None, "app"))
                 await create(admin, SERVICES, {"metadata": {"name": "empty"}, "spec": {
                     "selector": {"app": "none"}, "ports": [{"port": 80}]}})
