@@ -653,15 +653,21 @@ class PodWorker:
     async def _cleanup(self) -> None:
         """The pod is gone: forget its containers, sandbox, volumes and folder."""
         await self.probes.close()
+        pod_dir = self.kubelet.pod_dir_by_uid(self.uid)
         if self.runtime is not None:
             for status in await self.runtime.list_containers():
                 if status.labels.get(LABEL_POD_UID) == self.uid:
                     if status.state == "running":
                         await self.runtime.stop_container(status.id, 0)
                     await self.runtime.remove_container(status.id)
-            if self.sandbox is not None:
-                await self.runtime.remove_pod_sandbox(self.sandbox)
-        pod_dir = self.kubelet.pod_dir_by_uid(self.uid)
+            sandbox = self.sandbox
+            if sandbox is None and pod_dir is not None:
+                # Adopted after a restart and deleted before it ran again: what the runtime
+                # needs to forget the sandbox (its folder and cgroups) is the uid and folder.
+                sandbox = PodSandboxConfig(uid=self.uid, namespace="", name="", hostname="",
+                                           pod_dir=pod_dir, ip="", hosts="", resolv_conf="")
+            if sandbox is not None:
+                await self.runtime.remove_pod_sandbox(sandbox)
         if pod_dir is not None:
             await self.kubelet.volumes.cleanup(self.uid, pod_dir)
             await asyncio.to_thread(shutil.rmtree, pod_dir, True)
