@@ -11,7 +11,6 @@ no group), which kubelets authorize through a SubjectAccessReview like any other
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import os
 import secrets
@@ -22,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ..machinery.certs import certificate_builder
 
 CA_DAYS = 3650
 LEAF_DAYS = 365
@@ -127,15 +128,8 @@ class PKI:
     def _make_ca(self) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pilothouse-ca")])
-        start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
         cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(start + datetime.timedelta(days=CA_DAYS))
+            certificate_builder(name, name, key.public_key(), days=CA_DAYS)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
@@ -159,15 +153,9 @@ class PKI:
         key = ec.generate_private_key(ec.SECP256R1())
         attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
-        start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
         builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name(attrs))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(start + datetime.timedelta(days=LEAF_DAYS))
+            certificate_builder(x509.Name(attrs), ca_cert.subject, key.public_key(),
+                                days=LEAF_DAYS)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.ExtendedKeyUsage(

@@ -59,6 +59,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from multidict import MultiMapping
 
+from ..machinery.certs import certificate_builder
 from . import streaming
 from .logs import read_log
 from .runtime.base import Runtime, RuntimeFailure, StreamSession
@@ -134,15 +135,8 @@ def ensure_serving_certificate(cert_dir: Path, host: str) -> tuple[Path, Path]:
     host_name = _general_name(host)
     if host_name is not None and host_name not in names:
         names.append(host_name)
-    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(days=SERVING_CERT_DAYS))
+        certificate_builder(name, name, key.public_key(), days=SERVING_CERT_DAYS)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
