@@ -327,8 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     node.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
                       help="where pods' folders, logs, images and the agent's state live "
                            "(default ~/.pilothouse)")
-    node.add_argument("--node-name", default="", help="the Node's name (default: hostname)")
-    node.add_argument("--node-ip", default="",
+    node.add_argument("--node-name", default=None, type=_node_name,
+                      help="the Node's name (default: hostname)")
+    node.add_argument("--node-ip", default=None, type=_ip,
                       help="the address the node reports and serves the kubelet API on "
                            "(default: this machine's address towards the API server)")
     node.add_argument("--port", type=_port_or_zero, default=10250,
@@ -404,6 +405,20 @@ def _ipv4(text: str) -> str:
         return str(ipaddress.IPv4Address(text.strip()))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an IPv4 address: {text!r}") from None
+
+
+def _ip(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP address: {text!r}") from None
+
+
+def _node_name(text: str) -> str:
+    problems = is_dns1123_subdomain(text.strip().lower())
+    if problems:
+        raise argparse.ArgumentTypeError(f"invalid node name {text!r}: {problems[0]}")
+    return text.strip().lower()
 
 
 def _domain(text: str) -> str:
