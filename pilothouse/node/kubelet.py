@@ -57,6 +57,7 @@ from urllib.parse import urlparse
 
 from ..client import ApiError, Client, Informer
 from ..client.controller import EventRecorder
+from ..machinery.addresses import node_dns_address, pod_network
 from ..machinery.meta import now as utcnow
 from ..machinery.meta import rfc3339, rfc3339_micro
 from .dns import ClusterRecords, DNSServer, ResolvConf, parse_resolv_conf, slim_pod
@@ -130,20 +131,6 @@ def detect_node_ip(api_server: str) -> str:
             return probe.getsockname()[0]
     except OSError:
         return "127.0.0.1"
-
-
-def pod_network(node_name: str) -> ipaddress.IPv4Network:
-    """This node's pod addresses: a /16 of 127.0.0.0/8 (every one of them reaches the host
-    through loopback, so a pod can bind its own), chosen from the node name so nodes on one
-    machine rarely share one."""
-    second = 1 + zlib.crc32(node_name.encode()) % 254
-    return ipaddress.IPv4Network(f"127.{second}.0.0/16")
-
-
-def node_dns_address(network: ipaddress.IPv4Network) -> str:
-    """The node's cluster DNS address: `.0.10` of its pod network, as a cluster's DNS
-    Service is the tenth address of the service range."""
-    return str(network.network_address + 10)
 
 
 def _dedupe(values: Iterable[str]) -> list[str]:
