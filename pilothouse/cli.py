@@ -43,6 +43,7 @@ DEFAULT_PORT = 6443
 #: A node agent's SIGTERM stops its pods within this many seconds (shutdownGracePeriod).
 NODE_SHUTDOWN_GRACE = 30.0
 CLUSTER_NAME = "pilothouse"
+log = logging.getLogger("pilothouse")
 
 
 def write_kubeconfig(pki: PKI, path: Path, server: str, user: str, cert: Path, key: Path
@@ -217,7 +218,8 @@ def _node(args: argparse.Namespace) -> int:
 def _kubelet(args: argparse.Namespace, labels: dict[str, str],
              taints: list[dict[str, str]]) -> int:
     from .client.api import load_kubeconfig
-    from .node.kubelet import KubeletSettings, NodeAgentError, detect_node_ip, run_kubelet
+    from .node.kubelet import KubeletSettings, NodeAgentError, detect_node_ip
+    from .node.proxy import ProxySettings, proxy_mode
 
     try:
         server = load_kubeconfig(args.kubeconfig).host
@@ -233,12 +235,36 @@ def _kubelet(args: argparse.Namespace, labels: dict[str, str],
         lease_duration_seconds=args.node_lease_duration_seconds, runtime=args.runtime,
         shutdown_grace_seconds=args.shutdown_grace_period, cluster_dns=args.cluster_dns or "",
         cluster_domain=args.cluster_domain, resolv_conf=Path(args.resolv_conf))
+    proxy = ProxySettings(node_name=settings.node_name, node_port_addresses=(settings.node_ip,))
+    mode, why = proxy_mode()
+    print(f"Service proxy: {mode} ({why})", flush=True)
     try:
-        _runner()(_until_signal(run_kubelet(args.kubeconfig, settings)))
+        _runner()(_until_signal(_node_agents(args.kubeconfig, settings, proxy)))
     except NodeAgentError as exc:
         print(f"pilothouse node: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+async def _node_agents(kubeconfig: str, kubelet: Any, proxy: Any) -> None:
+    """A node's two agents in one process: the kubelet and the service proxy. The proxy
+    lives as long as the kubelet, so Services keep working while pods shut down."""
+    from .node.kubelet import run_kubelet
+    from .node.proxy import run_proxy
+
+    proxy_task = asyncio.create_task(run_proxy(kubeconfig, proxy), name="service-proxy")
+    proxy_task.add_done_callback(_report_failure)
+    try:
+        await run_kubelet(kubeconfig, kubelet)
+    finally:
+        proxy_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await proxy_task
+
+
+def _report_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s failed", task.get_name(), exc_info=task.exception())
 
 
 async def _until_signal(main: Awaitable[Any]) -> None:
