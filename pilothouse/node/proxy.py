@@ -16,15 +16,23 @@ for graceful shutdown. `internalTrafficPolicy: Local` restricts cluster-IP front
 `externalTrafficPolicy: Local` node-port and load-balancer frontends, to endpoints on this
 node. Headless and ExternalName Services are not proxied (DNS answers for them).
 
-Mode `userspace` (the only one built): an asyncio listener per frontend. A TCP connection is
+Mode `userspace`: an asyncio listener per frontend. A TCP connection is
 relayed byte for byte (half-closes included) to an endpoint chosen round-robin, or, with
 `sessionAffinity: ClientIP`, to the one the client's address last used within the
 affinity timeout; an endpoint that refuses is skipped for the next. UDP is relayed per
 client address, with flows expiring after `UDP_IDLE_SECONDS` of silence as conntrack's do.
 A frontend without endpoints has no listener, so a client is refused at once, as
 kube-proxy's REJECT rule does. Listeners use SO_REUSEPORT, so two node agents on one machine
-may both serve a cluster IP. Kernel forwarding (nftables) is not built: where it would
-apply, the proxy says it runs userspace.
+may both serve a cluster IP.
+
+Mode `nftables` (root, with the `nft` tool): the listeners stay, and an nftables table of
+the proxy's own (`pilothouse-proxy-<pid>`) DNATs locally originated TCP to a frontend
+straight to an endpoint picked at random, as kube-proxy's nftables mode does, so the host's
+clients and host-network pods never pass through Python. UDP (whose stale conntrack
+entries kube-proxy must flush with a tool this machine lacks), ClientIP affinity and
+traffic arriving from pod network namespaces (which the kernel would have to forward and
+masquerade) keep the userspace relay. The table is replaced atomically on each change and
+deleted on shutdown; tables of proxies that died are swept at start.
 
 Every change is applied within `MIN_SYNC_SECONDS` of the event that caused it; only the
 Services an event touched are recomputed. An address that cannot be bound (a port below
@@ -39,9 +47,13 @@ import contextlib
 import errno
 import itertools
 import logging
+import os
+import re
+import shutil
 import socket
+import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -51,7 +63,7 @@ from ..client.informer import object_key
 log = logging.getLogger(__name__)
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-MODE = "userspace"
+PROXY_MODES = ("auto", "userspace", "nftables")
 MIN_SYNC_SECONDS = 0.05
 RETRY_SECONDS = 5.0
 CONNECT_TIMEOUT = 2.0
@@ -440,6 +452,8 @@ class ProxySettings:
     node_name: str
     #: Where node ports listen (kube-proxy's --nodeport-addresses, as addresses).
     node_port_addresses: tuple[str, ...] = ()
+    #: "userspace" or "nftables", as `proxy_mode` chose it.
+    mode: str = "userspace"
 
 
 @dataclass
@@ -459,6 +473,8 @@ class ServiceProxy:
 
     def __post_init__(self) -> None:
         self._wake = asyncio.Event()
+        self.kernel = KernelRules(nft_table_name(os.getpid())) \
+            if self.settings.mode == "nftables" else None
         self.endpoint_slices.add_index("service", _slice_service)
         self.services.add_handler(self._on_service)
         self.endpoint_slices.add_handler(self._on_slice)
@@ -523,6 +539,9 @@ class ServiceProxy:
                     self._failed.pop(key, None)
                 else:
                     await self._apply(frontend)
+        if self.kernel is not None and (dirty or retry_failed):
+            await self.kernel.apply(f for wanted in self._wanted.values()
+                                    for f in wanted.values())
 
     def _owner(self, key: FrontendKey) -> Frontend | None:
         for wanted in self._wanted.values():
@@ -559,6 +578,8 @@ class ServiceProxy:
                 listener.udp.expire(now)
 
     def close(self) -> None:
+        if self.kernel is not None:
+            self.kernel.remove()
         for key in list(self._listeners):
             self._close(key)
         for task in self._tasks:
@@ -585,9 +606,141 @@ def _bind_error(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def proxy_mode() -> tuple[str, str]:
-    """The mode the proxy runs in, and why."""
-    return MODE, "kernel forwarding (nftables) is not built yet"
+# -- kernel forwarding ---------------------------------------------------------------------
+
+
+def kernel_eligible(frontend: Frontend) -> bool:
+    """Whether nftables may carry this frontend's locally originated traffic."""
+    return (frontend.key.protocol == "TCP" and frontend.affinity_seconds is None
+            and bool(frontend.endpoints) and ":" not in frontend.key.address)
+
+
+TABLE_PREFIX = "pilothouse-proxy-"
+
+
+def nft_table_name(pid: int) -> str:
+    """A proxy's table is named for its process, so two node agents on one machine (even
+    of the same node name, of two clusters) never rewrite each other's."""
+    return f"{TABLE_PREFIX}{pid}"
+
+
+def stale_tables(listing: str, alive: Callable[[int], bool]) -> list[str]:
+    """Tables of `nft list tables` output left by proxies whose process is gone."""
+    stale = []
+    for match in re.finditer(rf"^table ip ({re.escape(TABLE_PREFIX)}(\d+))$", listing, re.M):
+        if not alive(int(match.group(2))):
+            stale.append(match.group(1))
+    return stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def render_nft_table(table: str, frontends: Iterable[Frontend]) -> str:
+    """The whole table as one `nft -f` script that replaces it atomically."""
+    chosen = sorted((f for f in frontends if kernel_eligible(f)),
+                    key=lambda f: (f.key.address, f.key.port))
+    lines = [f"table ip {table}", f"delete table ip {table}", f"table ip {table} {{",
+             "  chain output {", "    type nat hook output priority -100; policy accept;"]
+    if chosen:
+        verdicts = ", ".join(f"{f.key.address} . {f.key.port} : jump frontend-{i}"
+                             for i, f in enumerate(chosen))
+        lines.append(f"    ip daddr . tcp dport vmap {{ {verdicts} }}")
+    lines.append("  }")
+    for i, frontend in enumerate(chosen):
+        targets = ", ".join(f"{n} : {ip} . {port}"
+                            for n, (ip, port) in enumerate(frontend.endpoints))
+        lines += [f"  chain frontend-{i} {{",
+                  f"    # {frontend.service_port}",
+                  f"    meta l4proto tcp dnat ip to numgen random mod "
+                  f"{len(frontend.endpoints)} map {{ {targets} }}",
+                  "  }"]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+class KernelRules:
+    """The node's nftables table, rewritten when the kernel-eligible frontends change."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self._applied = ""
+        self._swept = False
+        #: Set before the first `nft` run: a shutdown that cancels it midway still cleans up.
+        self._written = False
+
+    async def _sweep(self) -> None:
+        """Delete the tables of proxies that died without removing theirs (SIGKILL), whose
+        rules would send traffic to endpoints of a cluster that may no longer exist."""
+        process = await asyncio.create_subprocess_exec(
+            "nft", "list", "tables", stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL)
+        listing, _ = await process.communicate()
+        for table in stale_tables(listing.decode(errors="replace"), _alive):
+            log.info("service proxy: deleting nftables table %s of a proxy that is gone", table)
+            await (await asyncio.create_subprocess_exec(
+                "nft", "delete", "table", "ip", table, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL)).wait()
+        self._swept = True
+
+    async def apply(self, frontends: Iterable[Frontend]) -> None:
+        if not self._swept:
+            await self._sweep()
+        script = render_nft_table(self.table, frontends)
+        if script == self._applied:
+            return
+        self._written = True
+        process = await asyncio.create_subprocess_exec(
+            "nft", "-f", "-", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE)
+        _, stderr = await process.communicate(script.encode())
+        if process.returncode != 0:
+            log.error("service proxy: nft rejected table %s: %s", self.table,
+                      stderr.decode(errors="replace").strip())
+            return
+        self._applied = script
+        log.info("service proxy: nftables table %s holds %d frontends", self.table,
+                 script.count(": jump frontend-"))
+
+    def remove(self) -> None:
+        """Delete the table (synchronously: this runs while the proxy shuts down)."""
+        if self._written:
+            subprocess.run(["nft", "delete", "table", "ip", self.table], check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+            self._applied, self._written = "", False
+
+
+def _nftables_unavailable() -> str | None:
+    """Why kernel forwarding cannot be used here, or None when it can."""
+    if os.geteuid() != 0:
+        return "not root"
+    if shutil.which("nft") is None:
+        return "the nft tool is not installed"
+    probe = subprocess.run(["nft", "list", "tables"], check=False, capture_output=True,
+                           timeout=10)
+    if probe.returncode != 0:
+        return "nft cannot reach the kernel: " + probe.stderr.decode(errors="replace").strip()
+    return None
+
+
+def proxy_mode(requested: str = "auto") -> tuple[str, str]:
+    """The mode the proxy will run in, and why; ValueError when `requested` cannot be had."""
+    if requested == "userspace":
+        return "userspace", "chosen by flag"
+    unavailable = _nftables_unavailable()
+    if unavailable is None:
+        return "nftables", ("local TCP forwarded by the kernel; UDP, ClientIP affinity and "
+                            "pod-namespace traffic by the userspace relay")
+    if requested == "nftables":
+        raise ValueError(f"--proxy-mode nftables is not available: {unavailable}")
+    return "userspace", f"nftables unavailable: {unavailable}"
 
 
 async def run_proxy(kubeconfig: str | None, settings: ProxySettings) -> None:

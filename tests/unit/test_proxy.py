@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -24,8 +26,12 @@ from pilothouse.node.proxy import (
     FrontendKey,
     ProxySettings,
     ServiceProxy,
+    nft_table_name,
+    proxy_mode,
+    render_nft_table,
     service_endpoints,
     service_frontends,
+    stale_tables,
 )
 
 NS = "shop"
@@ -158,11 +164,11 @@ def test_backends_spread_round_robin_and_client_ip_affinity_sticks() -> None:
 class Cluster:
     """Informer caches fed by hand, and a proxy over them."""
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str = "userspace") -> None:
         self.services = Informer(None, "v1", "services")  # type: ignore[arg-type]
         self.slices = Informer(None, "discovery.k8s.io/v1", "endpointslices")  # type: ignore[arg-type]
         self.proxy = ServiceProxy(self.services, self.slices,
-                                  ProxySettings(node_name=NODE,
+                                  ProxySettings(node_name=NODE, mode=mode,
                                                 node_port_addresses=("127.0.0.1",)))
 
     def put(self, obj: dict[str, Any]) -> None:
@@ -343,5 +349,73 @@ def test_a_frontend_that_cannot_be_bound_is_retried(monkeypatch: pytest.MonkeyPa
             await until(lambda: cluster.proxy.frontends)
             assert await ask("127.96.0.11", port) == b"live:hello"
         live.close()
+
+    run(scenario)
+
+
+# -- nftables mode ---------------------------------------------------------------------------
+
+
+def test_the_nft_table_dnats_only_what_the_kernel_may_carry() -> None:
+    key = FrontendKey("127.96.0.7", 80, "TCP")
+    script = render_nft_table("pilothouse-proxy-1", [
+        Frontend(key, "shop/web:http", (("127.5.0.1", 8080), ("127.5.0.2", 8080))),
+        Frontend(FrontendKey("127.96.0.8", 80, "TCP"), "shop/sticky:", (("127.5.0.3", 1),),
+                 affinity_seconds=60),
+        Frontend(FrontendKey("127.96.0.9", 53, "UDP"), "shop/dns:", (("127.5.0.4", 53),)),
+    ])
+    assert script.startswith("table ip pilothouse-proxy-1\ndelete table ip pilothouse-proxy-1\n")
+    assert "127.96.0.7 . 80 : jump frontend-0" in script
+    assert "numgen random mod 2 map { 0 : 127.5.0.1 . 8080, 1 : 127.5.0.2 . 8080 }" in script
+    assert "127.96.0.8" not in script and "127.96.0.9" not in script
+
+
+def test_tables_of_dead_proxies_are_found_for_sweeping() -> None:
+    listing = ("table inet filter\ntable ip pilothouse-proxy-10\n"
+               "table ip pilothouse-proxy-20\ntable ip other-30\n")
+    assert stale_tables(listing, lambda pid: pid == 20) == ["pilothouse-proxy-10"]
+
+
+def test_nftables_mode_forwards_local_tcp_in_the_kernel() -> None:
+    mode, why = proxy_mode()
+    if mode != "nftables":
+        pytest.skip(f"nftables mode is unavailable here: {why}")
+
+    async def scenario() -> None:
+        peers: list[tuple[str, int]] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            peers.append(writer.get_extra_info("peername"))
+            writer.write(b"kernel")
+            await writer.drain()
+            writer.close()
+
+        backend = await asyncio.start_server(serve, "127.0.0.1", 0)
+        backend_port = backend.sockets[0].getsockname()[1]
+        cluster_port = free_port()
+        cluster = Cluster(mode="nftables")
+        cluster.services.synced.set()
+        cluster.slices.synced.set()
+        task = asyncio.create_task(cluster.proxy.run())
+        try:
+            cluster.put(web("127.96.0.12", cluster_port))
+            for item in slices_for([backend_port]):
+                cluster.put(item)
+            table = nft_table_name(os.getpid())
+            await until(lambda: table in subprocess.run(
+                ["nft", "list", "tables"], capture_output=True, text=True).stdout)
+            reader, writer = await asyncio.open_connection("127.96.0.12", cluster_port)
+            local = writer.get_extra_info("sockname")
+            assert await reader.read() == b"kernel"
+            writer.close()
+            # DNAT keeps the client's own address and port; the relay would connect anew.
+            assert peers == [local]
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            backend.close()
+        listing = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True)
+        assert table not in listing.stdout
 
     run(scenario)
