@@ -653,7 +653,12 @@ def render_nft_table(table: str, frontends: Iterable[Frontend]) -> str:
         verdicts = ", ".join(f"{f.key.address} . {f.key.port} : jump frontend-{i}"
                              for i, f in enumerate(chosen))
         lines.append(f"    ip daddr . tcp dport vmap {{ {verdicts} }}")
-    lines.append("  }")
+    # A loopback client sent to a pod in its own network namespace would get the reply at
+    # the pod's own loopback: such connections leave with the bridge's address instead, as
+    # kube-proxy masquerades localhost node-port traffic.
+    lines += ["  }", "  chain postrouting {",
+              "    type nat hook postrouting priority 100; policy accept;",
+              '    ct status dnat ip saddr 127.0.0.0/8 oifname != "lo" masquerade', "  }"]
     for i, frontend in enumerate(chosen):
         targets = ", ".join(f"{n} : {ip} . {port}"
                             for n, (ip, port) in enumerate(frontend.endpoints))
