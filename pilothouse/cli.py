@@ -33,6 +33,8 @@ import yaml
 from .apiserver.bootstrap_policy import PLATFORM_COMPONENTS
 from .apiserver.pki import ADMIN_USER, PKI
 from .apiserver.server import APIServer, Settings
+from .apiserver.serviceips import parse_port_range, parse_service_cidr
+from .machinery.addresses import NODE_PORT_RANGE, SERVICE_CLUSTER_IP_RANGE
 from .machinery.names import is_dns1123_subdomain, is_qualified_name, is_valid_label_value
 from .node.runtime import RUNTIMES
 from .store import DataDirInUse
@@ -163,10 +165,22 @@ def _runner() -> Callable[[Awaitable[Any]], Any]:
 def _serve(args: argparse.Namespace, *, with_components: bool) -> int:
     started = time.monotonic()
     data_dir = Path(args.data_dir).expanduser().resolve()
+    ranges: list[Any] = []
+    for flag, value, parse in (
+            ("--service-cluster-ip-range", args.service_cluster_ip_range, parse_service_cidr),
+            ("--service-node-port-range", args.service_node_port_range, parse_port_range)):
+        try:
+            ranges.append(parse(value))
+        except ValueError as exc:
+            print(f'pilothouse {args.command}: invalid argument "{value}" for "{flag}" flag: '
+                  f'{exc}', file=sys.stderr)
+            return 2
+    service_range, node_ports = ranges
     settings = Settings(
         data_dir=data_dir, port=args.port,
         default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
-        default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds)
+        default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
+        service_cluster_ip_range=service_range, service_node_port_range=node_ports)
     return _runner()(_run(settings, started=started, with_components=with_components,
                           with_node=with_components and not getattr(args, "disable_agent", False),
                           log_level=args.log_level))
@@ -235,8 +249,13 @@ def _kubelet(args: argparse.Namespace, labels: dict[str, str],
         lease_duration_seconds=args.node_lease_duration_seconds, runtime=args.runtime,
         shutdown_grace_seconds=args.shutdown_grace_period, cluster_dns=args.cluster_dns or "",
         cluster_domain=args.cluster_domain, resolv_conf=Path(args.resolv_conf))
-    proxy = ProxySettings(node_name=settings.node_name, node_port_addresses=(settings.node_ip,))
-    mode, why = proxy_mode()
+    try:
+        mode, why = proxy_mode(args.proxy_mode)
+    except ValueError as exc:
+        print(f"pilothouse node: {exc}", file=sys.stderr)
+        return 2
+    proxy = ProxySettings(node_name=settings.node_name, node_port_addresses=(settings.node_ip,),
+                          mode=mode)
     print(f"Service proxy: {mode} ({why})", flush=True)
     try:
         _runner()(_until_signal(_node_agents(args.kubeconfig, settings, proxy)))
@@ -333,6 +352,15 @@ def main(argv: list[str] | None = None) -> int:
                              default=300,
                              help=f"how long pods tolerate a {condition} node unless they "
                                   "say otherwise (default 300)")
+        sub.add_argument("--service-cluster-ip-range", default=str(SERVICE_CLUSTER_IP_RANGE),
+                         help="the CIDR Services' cluster IPs come from; the kubernetes "
+                              f"Service gets its first address (default "
+                              f"{SERVICE_CLUSTER_IP_RANGE})")
+        sub.add_argument("--service-node-port-range",
+                         default=f"{NODE_PORT_RANGE[0]}-{NODE_PORT_RANGE[1]}",
+                         help="the ports, inclusive, NodePort and LoadBalancer Services' node "
+                              f"ports come from (default {NODE_PORT_RANGE[0]}-"
+                              f"{NODE_PORT_RANGE[1]})")
     manager = commands.add_parser("controller-manager", help="run the built-in controllers")
     manager.add_argument("--kubeconfig", required=True)
     manager.add_argument("--controllers", default="",
@@ -366,6 +394,10 @@ def main(argv: list[str] | None = None) -> int:
     node.add_argument("--shutdown-grace-period", type=_seconds, default=NODE_SHUTDOWN_GRACE,
                       help="on SIGTERM, the longest the agent waits for its pods to stop "
                            f"(default {NODE_SHUTDOWN_GRACE:g})")
+    node.add_argument("--proxy-mode", choices=("auto", "userspace", "nftables"), default="auto",
+                      help="how the node's service proxy forwards (kube-proxy's --proxy-mode): "
+                           "nftables where root and the nft tool allow, else userspace "
+                           "(default auto)")
     node.add_argument("--cluster-dns", type=_ipv4, default=None,
                       help="the address the node's cluster DNS server listens on (port 53) "
                            "and pods' resolv.conf names (default: .0.10 of the node's pod "

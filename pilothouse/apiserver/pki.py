@@ -7,6 +7,10 @@ kubeadm's admin.conf is; the service-account signing key signs the JWTs that
 `serviceaccounts/token` issues. The API server calls kubelets (logs, exec, stats) with its
 own client certificate, `apiserver-kubelet-client.crt` (CN kube-apiserver-kubelet-client,
 no group), which kubelets authorize through a SubjectAccessReview like any other caller.
+
+The serving certificate names every address clients reach the API server by: loopback and
+the `kubernetes` Service's cluster IP (the first address of the service range, a setting);
+when an existing certificate lacks one of them (the range changed) it is issued again.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +33,8 @@ CA_DAYS = 3650
 LEAF_DAYS = 365
 SERVING_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                  "kubernetes.default.svc.cluster.local")
-SERVING_IPS = ("127.0.0.1", "::1", "10.96.0.1")
+#: Addresses every serving certificate carries, beside those the server asks for.
+SERVING_IPS = ("127.0.0.1", "::1")
 ADMIN_USER = "pilothouse-admin"
 ADMIN_GROUPS = ("system:masters",)
 #: Who the API server is to the kubelets (kubeadm's apiserver-kubelet-client certificate).
@@ -96,13 +102,18 @@ class PKI:
     def client_cert(self, user: str) -> tuple[Path, Path]:
         return self.root / f"{user}.crt", self.root / f"{user}.key"
 
-    def ensure(self) -> None:
+    def ensure(self, *, serving_ips: Sequence[str] = ()) -> None:
+        """Create what is missing; `serving_ips` are addresses (beyond loopback) the serving
+        certificate must name, such as the `kubernetes` Service's cluster IP."""
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
         if not self.ca_cert.exists() or not self.ca_key.exists():
             self._make_ca()
-        if not self.serving_cert.exists() or not self.serving_key.exists():
-            self._make_leaf(self.serving_cert, self.serving_key, "kube-apiserver", (), serving=True)
+        ips = tuple(dict.fromkeys((*SERVING_IPS, *serving_ips)))
+        if not self.serving_cert.exists() or not self.serving_key.exists() or (
+                not self._serving_cert_names(ips)):
+            self._make_leaf(self.serving_cert, self.serving_key, "kube-apiserver", (),
+                            serving=True, ips=ips)
         if not self.kubelet_client_cert.exists() or not self.kubelet_client_key.exists():
             self._make_leaf(self.kubelet_client_cert, self.kubelet_client_key,
                             KUBELET_CLIENT_USER, (), serving=False)
@@ -145,8 +156,19 @@ class PKI:
         _write_private(self.ca_key, _key_pem(key))
         self.ca_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
+    def _serving_cert_names(self, ips: tuple[str, ...]) -> bool:
+        """Whether the serving certificate on disk names every one of `ips`."""
+        cert = x509.load_pem_x509_certificate(self.serving_cert.read_bytes())
+        try:
+            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            return False
+        named = set(sans.get_values_for_type(x509.IPAddress))
+        return all(ipaddress.ip_address(ip) in named for ip in ips)
+
     def _make_leaf(
-        self, cert_path: Path, key_path: Path, cn: str, groups: tuple[str, ...], *, serving: bool
+        self, cert_path: Path, key_path: Path, cn: str, groups: tuple[str, ...], *, serving: bool,
+        ips: tuple[str, ...] = SERVING_IPS,
     ) -> None:
         ca_key = _load_key(self.ca_key)
         ca_cert = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
@@ -170,7 +192,7 @@ class PKI:
         )
         if serving:
             sans: list[x509.GeneralName] = [x509.DNSName(n) for n in SERVING_NAMES]
-            sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVING_IPS]
+            sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         cert = builder.sign(ca_key, hashes.SHA256())
         _write_private(key_path, _key_pem(key))

@@ -11,13 +11,21 @@ scope (`extensions.tls.client_subject`), where authentication reads it. WebSocke
 for exec, attach and port-forward, which the API server relays to kubelets with its own
 kubelet client certificate (`nodeproxy.py`). The pods/proxy, services/proxy and nodes/proxy
 subresources relay plain HTTP to pods, Services' endpoints and kubelets (`proxy.py`).
+
+The API server owns the cluster's service addresses: it allocates Services' cluster IPs
+and node ports from the configured ranges (`serviceips.py`), runs the repair loop that
+keeps those allocations true (`servicerepair.py`), and keeps the `kubernetes` Service (the
+range's first address) and its Endpoints and EndpointSlice pointing at itself, as
+kube-apiserver's endpoint reconciler does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import gc
+import ipaddress
 import logging
 import ssl
 import threading
@@ -31,6 +39,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from ..machinery import errors
+from ..machinery.addresses import SERVICE_CLUSTER_IP_RANGE, first_service_ip
 from ..store import Store
 from ..store.sqlite import SQLiteStore
 from . import openapi as openapi_module
@@ -46,12 +55,18 @@ from .proxy import ResourceProxy
 from .rbac import RBACAuthorizer
 from .registry import ResourceTable
 from .registry.generic import GenericRegistry, WriteOptions
+from .serviceips import DEFAULT_NODE_PORT_RANGE, IPNetwork, PortRange, ServiceAddresses
+from .servicerepair import DEFAULT_INTERVAL, ServiceAddressRepair
 from .special import SpecialHandlers
 from .watchcache import WatchCache
 
 log = logging.getLogger(__name__)
 
-KUBERNETES_SERVICE_IP = "10.96.0.1"
+#: How often the `kubernetes` Service's Endpoints and EndpointSlice are checked
+#: (kube-apiserver's --endpoint-reconciler interval).
+ENDPOINT_RECONCILE_INTERVAL = 10.0
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+SKIP_MIRROR_LABEL = "endpointslice.kubernetes.io/skip-mirror"
 #: The PriorityClasses every cluster has, for pods that must not be preempted.
 SYSTEM_PRIORITY_CLASSES = (
     ("system-node-critical", 2_000_001_000, "Used for system critical pods that must not be "
@@ -143,6 +158,16 @@ class Settings:
     #: How long pods tolerate a not-ready / unreachable node unless they say otherwise.
     default_not_ready_toleration_seconds: int = 300
     default_unreachable_toleration_seconds: int = 300
+    #: Where Services' cluster IPs come from (`--service-cluster-ip-range`).
+    service_cluster_ip_range: IPNetwork = SERVICE_CLUSTER_IP_RANGE
+    #: Where their node ports come from, inclusive (`--service-node-port-range`).
+    service_node_port_range: PortRange = DEFAULT_NODE_PORT_RANGE
+    #: Seconds between runs of the service address repair loop (also run at start).
+    service_repair_interval: float = DEFAULT_INTERVAL
+
+    @property
+    def kubernetes_service_ip(self) -> str:
+        return first_service_ip(self.service_cluster_ip_range)
 
 
 class APIServer:
@@ -159,7 +184,7 @@ class APIServer:
 
     async def start(self) -> None:
         settings = self.settings
-        self.pki.ensure()
+        self.pki.ensure(serving_ips=(settings.kubernetes_service_ip,))
         self.store = store = SQLiteStore.open(settings.data_dir / "state.db")
         # The client models behind OpenAPI and strict field validation take about a second
         # to import; load them off the event loop while the rest starts.
@@ -167,7 +192,10 @@ class APIServer:
         table = ResourceTable()
         registry = GenericRegistry(store, default_plugins(
             not_ready_toleration_seconds=settings.default_not_ready_toleration_seconds,
-            unreachable_toleration_seconds=settings.default_unreachable_toleration_seconds))
+            unreachable_toleration_seconds=settings.default_unreachable_toleration_seconds),
+            service_addresses=ServiceAddresses(
+                store, cluster_ip_range=settings.service_cluster_ip_range,
+                node_port_range=settings.service_node_port_range))
         self.watch_cache = watch_cache = WatchCache(store)
         await watch_cache.start()
         authorizer = RBACAuthorizer()
@@ -196,7 +224,13 @@ class APIServer:
             authorizer=authorizer, openapi=openapi,
             special=special.handlers() | node_proxy.handlers() | resource_proxy.handlers()
             | metrics.handlers())
-        await _bootstrap(registry, table, settings.port)
+        await _bootstrap(registry, table, settings)
+        repair = ServiceAddressRepair(registry, table, interval=settings.service_repair_interval)
+        await repair.run_once()
+        self._tasks.append(asyncio.create_task(repair.run(), name="service-address-repair"))
+        await _reconcile_kubernetes_endpoints(registry, table, settings)
+        self._tasks.append(asyncio.create_task(
+            self._reconcile_endpoints_forever(registry, table), name="endpoint-reconciler"))
         await self._start_rbac(registry, table, watch_cache, authorizer)
         crds = CRDController(table=table, registry=registry, watch_cache=watch_cache,
                              openapi=openapi)
@@ -269,6 +303,15 @@ class APIServer:
 
         self._tasks.append(asyncio.create_task(follow(), name="rbac"))
 
+    async def _reconcile_endpoints_forever(self, registry: GenericRegistry,
+                                          table: ResourceTable) -> None:
+        while True:
+            await asyncio.sleep(ENDPOINT_RECONCILE_INTERVAL)
+            try:
+                await _reconcile_kubernetes_endpoints(registry, table, self.settings)
+            except errors.APIError as err:
+                log.warning("could not reconcile the kubernetes service's endpoints: %s", err)
+
     async def _compact_forever(self, store: Store) -> None:
         while True:
             await asyncio.sleep(COMPACT_INTERVAL)
@@ -311,6 +354,94 @@ def _warm_and_freeze() -> None:
     gc.freeze()
 
 
+async def _ensure_kubernetes_service(registry: GenericRegistry, table: ResourceTable,
+                                     settings: Settings) -> None:
+    """The `default/kubernetes` Service at the range's first address. The API server owns it:
+    one left with an address outside the configured range (the range changed) is replaced,
+    and its port follows the server's."""
+    services = table.lookup("", "v1", "services")
+    assert services is not None
+    ip = settings.kubernetes_service_ip
+    ports = [{"name": "https", "protocol": "TCP", "port": 443, "targetPort": settings.port}]
+    with contextlib.suppress(errors.APIError):
+        current = await registry.get(services, "default", "kubernetes")
+        current_ip = (current.get("spec") or {}).get("clusterIP") or ""
+        try:
+            in_range = ipaddress.ip_address(current_ip) in settings.service_cluster_ip_range
+        except ValueError:
+            in_range = False
+        if in_range:
+            if (current.get("spec") or {}).get("ports") != ports:
+
+                def set_ports(svc: dict[str, Any]) -> None:
+                    svc["spec"]["ports"] = copy.deepcopy(ports)
+
+                await registry.mutate(services, "default", "kubernetes", set_ports)
+            return
+        log.warning("the kubernetes service's cluster IP %s is not within the service range "
+                    "%s: recreating it at %s", current_ip, settings.service_cluster_ip_range, ip)
+        await registry.purge(services, "default", "kubernetes")
+    kubernetes = {"metadata": {"name": "kubernetes", "namespace": "default",
+                               "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                  "spec": {"clusterIP": ip, "ports": copy.deepcopy(ports)}}
+    try:
+        await registry.create(services, "default", kubernetes,
+                              WriteOptions(field_manager="pilothouse-apiserver"))
+    except errors.APIError as err:
+        if err.code != 409:
+            log.error("could not create the kubernetes service: %s", err)
+
+
+def _advertise_address(host: str) -> str:
+    """The address the `kubernetes` Service's endpoints name: the serving address, or
+    loopback when the server listens on every address or on a name."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "127.0.0.1"
+    if address.is_unspecified:
+        return "::1" if address.version == 6 else "127.0.0.1"
+    return str(address)
+
+
+async def _reconcile_kubernetes_endpoints(registry: GenericRegistry, table: ResourceTable,
+                                          settings: Settings) -> None:
+    """Point the `kubernetes` Service's Endpoints and EndpointSlice at this API server, as
+    kube-apiserver's endpoint reconciler (pkg/controlplane/reconcilers) does."""
+    address = _advertise_address(settings.host)
+    port = {"name": "https", "port": settings.port, "protocol": "TCP"}
+    wanted = (
+        (table.lookup("", "v1", "endpoints"),
+         {"labels": {SKIP_MIRROR_LABEL: "true"}},
+         {"subsets": [{"addresses": [{"ip": address}], "ports": [port]}]}),
+        (table.lookup("discovery.k8s.io", "v1", "endpointslices"),
+         {"labels": {SERVICE_NAME_LABEL: "kubernetes"}},
+         {"addressType": "IPv6" if ":" in address else "IPv4",
+          "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+          "ports": [port]}),
+    )
+    for res, meta, body in wanted:
+        assert res is not None
+        try:
+            current = await registry.get(res, "default", "kubernetes")
+        except errors.APIError:
+            obj = {"metadata": {"name": "kubernetes", "namespace": "default", **meta}, **body}
+            with contextlib.suppress(errors.APIError):  # another server was first
+                await registry.create(res, "default", obj,
+                                      WriteOptions(field_manager="pilothouse-apiserver"))
+            continue
+        if (current["metadata"].get("labels") or {}) == meta["labels"] and all(
+                current.get(k) == v for k, v in body.items()):
+            continue
+
+        def reset(obj: dict[str, Any], meta: dict[str, Any] = meta,
+                  body: dict[str, Any] = body) -> None:
+            obj["metadata"]["labels"] = dict(meta["labels"])
+            obj.update(copy.deepcopy(body))
+
+        await registry.mutate(res, "default", "kubernetes", reset)
+
+
 async def _exists(registry: GenericRegistry, table: ResourceTable, plural: str, namespace: str,
                   name: str, uid: str) -> bool:
     res = table.lookup("", "v1", plural)
@@ -322,7 +453,7 @@ async def _exists(registry: GenericRegistry, table: ResourceTable, plural: str, 
     return not uid or obj["metadata"].get("uid") == uid
 
 
-async def _bootstrap(registry: GenericRegistry, table: ResourceTable, port: int) -> None:
+async def _bootstrap(registry: GenericRegistry, table: ResourceTable, settings: Settings) -> None:
     """Create the default namespaces, the `kubernetes` service and the RBAC policy a fresh
     cluster has (idempotent)."""
     namespaces = table.lookup("", "v1", "namespaces")
@@ -331,15 +462,7 @@ async def _bootstrap(registry: GenericRegistry, table: ResourceTable, port: int)
         with contextlib.suppress(errors.APIError):
             await registry.create(namespaces, None, {"metadata": {"name": name}},
                                   WriteOptions(field_manager="pilothouse-apiserver"))
-    services = table.lookup("", "v1", "services")
-    assert services is not None
-    kubernetes = {"metadata": {"name": "kubernetes", "namespace": "default",
-                               "labels": {"component": "apiserver", "provider": "kubernetes"}},
-                  "spec": {"clusterIP": KUBERNETES_SERVICE_IP,
-                           "ports": [{"name": "https", "port": 443, "targetPort": port}]}}
-    with contextlib.suppress(errors.APIError):
-        await registry.create(services, "default", kubernetes,
-                              WriteOptions(field_manager="pilothouse-apiserver"))
+    await _ensure_kubernetes_service(registry, table, settings)
     priority_classes = table.lookup("scheduling.k8s.io", "v1", "priorityclasses")
     assert priority_classes is not None
     for name, value, description in SYSTEM_PRIORITY_CLASSES:

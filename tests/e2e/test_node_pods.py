@@ -179,7 +179,7 @@ def test_environment_as_the_kubelet_builds_it(cluster: Cluster, ns: str) -> None
     assert values["HOSTNAME"] == "envy"
     assert values["ARG"] == "fast"
     assert "DB_SERVICE_HOST" in values and values["DB_SERVICE_PORT"] == "5432"
-    assert values["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"
+    assert values["KUBERNETES_SERVICE_HOST"] == "127.96.0.1"
 
 
 def test_liveness_failure_restarts_and_readiness_failure_unreadies(cluster: Cluster,

@@ -176,17 +176,17 @@ def test_second_up_on_same_data_dir_is_refused(cluster: Cluster) -> None:
 
 def test_services_get_cluster_ips(cluster: Cluster) -> None:
     core = client.CoreV1Api(api_client(cluster))
-    assert core.read_namespaced_service("kubernetes", "default").spec.cluster_ip == "10.96.0.1"
+    assert core.read_namespaced_service("kubernetes", "default").spec.cluster_ip == "127.96.0.1"
     ips = set()
     for name in ("a", "b"):
         svc = core.create_namespaced_service("default", client.V1Service(
             metadata=client.V1ObjectMeta(name=f"svc-{name}"),
             spec=client.V1ServiceSpec(selector={"app": name},
                                       ports=[client.V1ServicePort(port=80)], type="NodePort")))
-        assert svc.spec.cluster_ip.startswith("10.") and svc.spec.cluster_ips == [svc.spec.cluster_ip]
+        assert svc.spec.cluster_ip.startswith("127.96.") and svc.spec.cluster_ips == [svc.spec.cluster_ip]
         assert 30000 <= svc.spec.ports[0].node_port <= 32767
         ips.add(svc.spec.cluster_ip)
-    assert len(ips) == 2 and "10.96.0.1" not in ips
+    assert len(ips) == 2 and "127.96.0.1" not in ips
     headless = core.create_namespaced_service("default", client.V1Service(
         metadata=client.V1ObjectMeta(name="svc-headless"),
         spec=client.V1ServiceSpec(cluster_ip="None", selector={"app": "x"},

@@ -8,6 +8,9 @@ not branched on: defaulters and validators by (group, kind), schemas for field p
     decode -> check kind/namespace -> prune unknown fields (fieldValidation) -> default ->
     metadata (uid, timestamps, generation) -> validate -> managedFields -> CAS write
 
+A Service's cluster IP and node ports are claimed before validation and released if the
+write fails, or once the Service is really removed (`serviceips.py`).
+
 Objects are stored as JSON without `metadata.resourceVersion`; the store's mod_revision
 is the resourceVersion, set on every read. An update that changes nothing is not written
 (no new resourceVersion), so applying the same manifest twice is a true no-op.
@@ -18,7 +21,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
-import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -37,6 +39,7 @@ from .. import schema as structural
 from ..admission import AdmissionPlugin
 from ..crd import default_crd, validate_crd, validate_crd_update
 from ..openapi import builtin_schema, model_for
+from ..serviceips import Allocation, ServiceAddresses, prepare_service_update
 from .builtin import CREATE_ON_UPDATE, RETURNS_DELETED_OBJECT
 from .defaults import DEFAULTERS, job_prepare_for_create
 from .resource import Resource
@@ -49,6 +52,7 @@ from .validation import (
 )
 
 CRD_KEY = ("apiextensions.k8s.io", "CustomResourceDefinition")
+SERVICE_KEY = ("", "Service")
 CRD_CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
 
 
@@ -76,8 +80,6 @@ _IMMUTABLE_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGra
 #: Metadata a status write may not change (ResetObjectMetaForStatus).
 _STATUS_RESET_META = ("labels", "annotations", "finalizers", "ownerReferences", "generation")
 _MAX_CAS_RETRIES = 16
-SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/12")
-NODE_PORT_RANGE = (30000, 32768)
 _CONTINUE_TOO_OLD = (
     "The provided continue parameter is too old to display a consistent list result. You can "
     "start a new list without the continue parameter, or use the continue token in this "
@@ -149,9 +151,12 @@ def decode_continue(token: str, prefix: str) -> tuple[int, str]:
 class GenericRegistry:
     """CRUD over the store for any `Resource`, with the per-kind strategies applied."""
 
-    def __init__(self, store: Store, admission: Sequence[AdmissionPlugin] = ()) -> None:
+    def __init__(self, store: Store, admission: Sequence[AdmissionPlugin] = (), *,
+                 service_addresses: ServiceAddresses | None = None) -> None:
         self.store = store
         self.admission = tuple(admission)
+        #: Services' cluster IPs and node ports (the default ranges unless configured).
+        self.service_addresses = service_addresses or ServiceAddresses(store)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -245,14 +250,23 @@ class GenericRegistry:
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = generate_name(str(meta["generateName"]))
         meta.pop("managedFields", None)
-        await self._prepare_new(res, namespace, obj, dry_run=opts.dry_run)
-        record_update(None, obj, manager=opts.field_manager or "unknown", now=rfc3339(),
-                      model=model_for(res.group, res.version, res.kind))
-        return await self._store_create(res, obj, opts)
+        allocation = await self._prepare_new(res, namespace, obj, dry_run=opts.dry_run)
+        try:
+            record_update(None, obj, manager=opts.field_manager or "unknown", now=rfc3339(),
+                          model=model_for(res.group, res.version, res.kind))
+            return await self._store_create(res, obj, opts)
+        except BaseException:
+            if allocation is not None:
+                await allocation.revert()
+            raise
 
     async def _prepare_new(self, res: Resource, namespace: str | None, obj: dict, *,
-                           dry_run: bool) -> None:
-        """Everything a create does between decoding and storing (PrepareForCreate + Validate)."""
+                           dry_run: bool) -> Allocation | None:
+        """Everything a create does between decoding and storing (PrepareForCreate + Validate).
+
+        A Service's addresses are claimed here, before validation as kube-apiserver's
+        BeginCreate does; the caller reverts the returned allocation if the store write
+        fails, this method if anything before it does."""
         meta = obj["metadata"]
         await self._check_namespace(res, namespace)
         self._default(res, obj)
@@ -266,17 +280,24 @@ class GenericRegistry:
         prepare = _PREPARE_FOR_CREATE.get((res.group, res.kind))
         if prepare is not None:
             prepare(obj)
-        if (res.group, res.kind) == ("", "Service"):
-            await self._allocate_service_addresses(obj)
-        for plugin in self.admission:
-            await plugin.mutate(self, res, obj, None)
-        self._validate(res, obj, None)
-        if (res.group, res.kind) == ("", "Pod"):
-            # From the resources admission may have defaulted, once validation has
-            # checked that every quantity parses.
-            obj["status"]["qosClass"] = pod_qos_class(obj)
-        for plugin in self.admission:
-            await plugin.validate(self, res, obj, None, dry_run=dry_run)
+        allocation = None
+        if (res.group, res.kind) == SERVICE_KEY:
+            allocation = await self.service_addresses.allocate_create(obj, dry_run=dry_run)
+        try:
+            for plugin in self.admission:
+                await plugin.mutate(self, res, obj, None)
+            self._validate(res, obj, None)
+            if (res.group, res.kind) == ("", "Pod"):
+                # From the resources admission may have defaulted, once validation has
+                # checked that every quantity parses.
+                obj["status"]["qosClass"] = pod_qos_class(obj)
+            for plugin in self.admission:
+                await plugin.validate(self, res, obj, None, dry_run=dry_run)
+        except BaseException:
+            if allocation is not None:
+                await allocation.revert()
+            raise
+        return allocation
 
     async def _store_create(self, res: Resource, obj: dict[str, Any], opts: WriteOptions) -> dict:
         meta = obj["metadata"]
@@ -338,38 +359,6 @@ class GenericRegistry:
                 f'{namespace} because it is being terminated',
                 kind=res.plural,
             )
-
-    async def _allocate_service_addresses(self, svc: dict[str, Any]) -> None:
-        """Give a new Service its cluster IP and node ports, as the service registry does."""
-        spec = svc.setdefault("spec", {})
-        kind = spec.get("type", "ClusterIP")
-        if kind == "ExternalName":
-            return
-        used_ips: set[str] = set()
-        used_ports: set[int] = set()
-        for kv in (await self.store.range("/registry/core/services/")).kvs:
-            other = (orjson.loads(kv.value).get("spec") or {})
-            used_ips.update(other.get("clusterIPs") or [other.get("clusterIP")])
-            used_ports.update(p.get("nodePort") for p in other.get("ports") or [])
-        if not spec.get("clusterIP"):
-            ip = _free_address(SERVICE_CIDR, used_ips)
-            if ip is None:
-                raise errors.internal("the service cluster IP range is exhausted")
-            spec["clusterIP"] = ip
-        if spec["clusterIP"] != "None":
-            if spec["clusterIP"] in used_ips:
-                raise errors.invalid("Service", svc["metadata"].get("name", ""), [
-                    errors.invalid_value("spec.clusterIPs", [spec["clusterIP"]],
-                                         "failed to allocate IP: provided IP is already allocated")])
-            spec["clusterIPs"] = [spec["clusterIP"]]
-        if kind in ("NodePort", "LoadBalancer"):
-            for port in spec.get("ports") or []:
-                if not port.get("nodePort"):
-                    free = next((n for n in range(*NODE_PORT_RANGE) if n not in used_ports), None)
-                    if free is None:
-                        raise errors.internal("the node port range is exhausted")
-                    port["nodePort"] = free
-                used_ports.add(port["nodePort"])
 
     def _schema(self, res: Resource) -> Any:
         if res.custom:
@@ -562,8 +551,13 @@ class GenericRegistry:
             None, obj, manager=manager, force=opts.force,
             model=model_for(res.group, res.version, res.kind), now=rfc3339(),
         )
-        await self._prepare_new(res, namespace, applied, dry_run=opts.dry_run)
-        return await self._store_create(res, applied, opts)
+        allocation = await self._prepare_new(res, namespace, applied, dry_run=opts.dry_run)
+        try:
+            return await self._store_create(res, applied, opts)
+        except BaseException:
+            if allocation is not None:
+                await allocation.revert()
+            raise
 
     async def _write_update(
         self,
@@ -607,6 +601,8 @@ class GenericRegistry:
             new_meta["generation"] = old_meta.get("generation")
             if new_meta["generation"] is None:
                 del new_meta["generation"]
+            if (res.group, res.kind) == SERVICE_KEY:
+                prepare_service_update(new, old)
             self._default(res, new)
             if _spec_of(new) != _spec_of(old) and "generation" in new_meta:
                 new_meta["generation"] += 1
@@ -618,6 +614,23 @@ class GenericRegistry:
             for key in _STATUS_RESET_META:
                 if key in old_meta:
                     new_meta[key] = old_meta[key]
+        if (res.group, res.kind) != SERVICE_KEY or subresource == "status":
+            return await self._admit_and_write(res, kv, old, new, opts)
+        # A Service's new addresses are claimed before validation (BeginUpdate); those it
+        # gives up are released only once the update is stored.
+        allocation = await self.service_addresses.allocate_update(new, old, dry_run=opts.dry_run)
+        try:
+            written = await self._admit_and_write(res, kv, old, new, opts)
+        except BaseException:
+            await allocation.revert()
+            raise
+        await allocation.commit()
+        return written
+
+    async def _admit_and_write(self, res: Resource, kv: KeyValue, old: dict[str, Any],
+                               new: dict[str, Any], opts: WriteOptions) -> dict[str, Any]:
+        """The end of an update: admission, validation, managedFields, the CAS write."""
+        old_meta, new_meta = old["metadata"], new["metadata"]
         for plugin in self.admission:
             await plugin.mutate(self, res, new, old)
         self._validate(res, new, old)
@@ -862,6 +875,10 @@ class GenericRegistry:
             except KeyNotFound:
                 raise errors.not_found(res.plural, obj["metadata"]["name"], res.group) from None
             obj["metadata"]["resourceVersion"] = str(gone.mod_revision)
+            if (res.group, res.kind) == SERVICE_KEY:
+                # What was stored, and what the update that removed it may have claimed.
+                await self.service_addresses.release_service(decode(kv, res))
+                await self.service_addresses.release_service(obj)
         if not answer_with_status or res.custom or (res.group, res.kind) in \
                 RETURNS_DELETED_OBJECT:
             return obj
@@ -908,12 +925,6 @@ def _namespace_spec_finalizers(res: Resource, obj: dict[str, Any]) -> bool:
     return res.plural == "namespaces" and not res.group and bool(
         (obj.get("spec") or {}).get("finalizers")
     )
-
-
-def _free_address(network: ipaddress.IPv4Network | ipaddress.IPv6Network,
-                  used: set[str]) -> str | None:
-    """The lowest free host address of `network`."""
-    return next((str(host) for host in network.hosts() if str(host) not in used), None)
 
 
 def _get_path(obj: dict[str, Any], path: str) -> Any:
