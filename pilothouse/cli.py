@@ -45,6 +45,10 @@ DEFAULT_PORT = 6443
 #: A node agent's SIGTERM stops its pods within this many seconds (shutdownGracePeriod).
 NODE_SHUTDOWN_GRACE = 30.0
 CLUSTER_NAME = "pilothouse"
+#: What a node with an external cloud provider carries until the cloud-controller-manager
+#: has initialized it (the kubelet's --cloud-provider=external).
+UNINITIALIZED_TAINT = {"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true",
+                       "effect": "NoSchedule"}
 log = logging.getLogger("pilothouse")
 
 
@@ -120,6 +124,9 @@ async def _run(settings: Settings, *, started: float, with_components: bool,
     for child in children:
         child.start()
     elapsed = time.monotonic() - started
+    if with_components:
+        print("NetworkPolicy objects are stored but not enforced: this cluster's pod network "
+              "does not implement them", flush=True)
     print(f"Pilothouse is ready in {elapsed:.1f}s: export KUBECONFIG={kubeconfig} "
           f"&& kubectl get namespaces", flush=True)
     await stop.wait()
@@ -132,9 +139,11 @@ async def _run(settings: Settings, *, started: float, with_components: bool,
 def _up_components(components: Path, log_level: str, data_dir: Path,
                    runtime: str | None) -> list[Child]:
     """The components `up` runs beside the API server, each its own process and identity:
-    the control loops, the scheduler and (unless `runtime` is None, `--disable-agent`) one
-    node agent sharing the data dir (its pods' folders and logs live in DATA/pods). Later
-    issues add the Kubeflow operators here.
+    the control loops, the scheduler, the cloud controllers with the local provider
+    (LoadBalancer addresses from 127.97.0.0/16) and (unless `runtime` is None,
+    `--disable-agent`) one node agent sharing the data dir (its pods' folders and logs live
+    in DATA/pods), which the cloud controllers initialize as `--cloud-provider external`
+    nodes are. Later issues add the Kubeflow operators here.
     """
     children = [
         Child("controller-manager", ["--log-level", log_level, "controller-manager",
@@ -143,12 +152,15 @@ def _up_components(components: Path, log_level: str, data_dir: Path,
                                      "--data-dir", str(data_dir)]),
         Child("scheduler", ["--log-level", log_level, "scheduler", "--kubeconfig",
                             str(components / "scheduler.kubeconfig")]),
+        Child("cloud-controller-manager",
+              ["--log-level", log_level, "cloud-controller-manager", "--kubeconfig",
+               str(components / "cloud-controller-manager.kubeconfig")]),
     ]
     if runtime is not None:
         children.append(Child(
             "node", ["--log-level", log_level, "node", "--kubeconfig",
                      str(components / "node.kubeconfig"), "--data-dir", str(data_dir),
-                     "--port", "0", "--runtime", runtime],
+                     "--port", "0", "--runtime", runtime, "--cloud-provider", "external"],
             stop_grace=NODE_SHUTDOWN_GRACE + 5))
     return children
 
@@ -202,6 +214,21 @@ def _controller_manager(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cloud_controller_manager(args: argparse.Namespace) -> int:
+    from .cloud.manager import run_cloud_controller_manager
+
+    only = [c.strip() for c in args.controllers.split(",") if c.strip()] if args.controllers \
+        else None
+    try:
+        _runner()(_until_signal(run_cloud_controller_manager(
+            args.kubeconfig, cloud_provider=args.cloud_provider, cloud_config=args.cloud_config,
+            cluster_name=args.cluster_name, leader_elect=args.leader_elect, controllers=only)))
+    except ValueError as exc:
+        print(f"pilothouse cloud-controller-manager: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _scheduler(args: argparse.Namespace) -> int:
     from .scheduler.scheduler import run_scheduler
 
@@ -214,6 +241,8 @@ def _node(args: argparse.Namespace) -> int:
     try:
         labels = parse_node_labels(args.node_labels)
         taints = parse_taints(args.register_with_taints)
+        if args.cloud_provider == "external":
+            taints.append(dict(UNINITIALIZED_TAINT))
     except ValueError as exc:
         print(f"pilothouse node: {exc}", file=sys.stderr)
         return 2
@@ -372,6 +401,20 @@ def main(argv: list[str] | None = None) -> int:
     manager.add_argument("--node-monitor-grace-period", type=_seconds, default=40.0,
                          help="seconds without a heartbeat before a node is NotReady "
                               "(default 40)")
+    cloud = commands.add_parser("cloud-controller-manager",
+                                help="run the cloud controllers (load balancers, node "
+                                     "initialization) against a cloud provider")
+    cloud.add_argument("--kubeconfig", required=True)
+    cloud.add_argument("--cloud-provider", default="local",
+                       help="the provider, by name: `local` (built in) or one a package "
+                            "registers (default local)")
+    cloud.add_argument("--cloud-config", default=None, help="the provider's config file")
+    cloud.add_argument("--cluster-name", default="kubernetes",
+                       help="names the cluster's load balancers (default kubernetes)")
+    cloud.add_argument("--controllers", default="",
+                       help="comma-separated: service, cloud-node, cloud-node-lifecycle "
+                            "(default: all)")
+    cloud.add_argument("--no-leader-elect", dest="leader_elect", action="store_false")
     scheduler = commands.add_parser("scheduler", help="run the scheduler")
     scheduler.add_argument("--kubeconfig", required=True)
     scheduler.add_argument("--scheduler-name", default="default-scheduler")
@@ -416,6 +459,10 @@ def main(argv: list[str] | None = None) -> int:
     node.add_argument("--max-pods", type=_count, default=110)
     node.add_argument("--node-labels", default="")
     node.add_argument("--register-with-taints", default="")
+    node.add_argument("--cloud-provider", choices=("", "external"), default="",
+                      help="`external`: a cloud-controller-manager initializes this node, so "
+                           "it registers with the node.cloudprovider.kubernetes.io/"
+                           "uninitialized taint until then, as the kubelet does")
     node.add_argument("--node-lease-duration-seconds", type=_positive, default=40,
                       help="the nodes' Lease duration; renewed every quarter of it "
                            "(default 40, as the kubelet)")
@@ -424,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "controller-manager":
         return _controller_manager(args)
+    if args.command == "cloud-controller-manager":
+        return _cloud_controller_manager(args)
     if args.command == "scheduler":
         return _scheduler(args)
     if args.command == "node":

@@ -16,11 +16,13 @@ with one credential each (`PLATFORM_COMPONENTS`) rather than a token per control
 - each `system:controller:<name>` role, bound as upstream to its kube-system service
   account, is also bound to the controller manager's user, which runs every controller.
 
-Two objects come from what a real cluster's installers add, because Pilothouse does their
+Some objects come from what a real cluster's installers add, because Pilothouse does their
 part: kubeadm's `kubeadm:apiserver-kubelet-client` binding (the API server's kubelet client
 certificate to `system:kubelet-api-admin`, which kubelets check through a
-SubjectAccessReview), and metrics-server's `system:aggregated-metrics-reader`, which lets
-view, edit and admin read `metrics.k8s.io` (`kubectl top`).
+SubjectAccessReview), metrics-server's `system:aggregated-metrics-reader`, which lets
+view, edit and admin read `metrics.k8s.io` (`kubectl top`), and the
+`system:cloud-controller-manager` role and binding a cloud provider's manifests install
+for its cloud-controller-manager.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ PLATFORM_COMPONENTS: Mapping[str, tuple[str, tuple[str, ...]]] = {
     "scheduler": ("system:kube-scheduler", ()),
     "node": ("system:node:{node}", ("system:nodes",)),
     "proxy": ("system:kube-proxy", ()),
+    "cloud-controller-manager": ("system:cloud-controller-manager", ()),
     "kubeflow-operators": ("pilothouse:kubeflow-operators", ()),
 }
 
@@ -273,6 +276,19 @@ def _component_roles() -> list[dict[str, Any]]:
                       ["customresourcedefinitions"]),
                 _rule(_READ, ["scheduling.x-k8s.io"], ["podgroups"]),
                 _rule(["patch", "update"], ["scheduling.x-k8s.io"], ["podgroups/status"]),
+            ],
+        ),
+        # The cloud provider's guide grants its manager this role (its service, cloud-node
+        # and cloud-node-lifecycle controllers), less what those controllers never use.
+        _cluster_role(
+            "system:cloud-controller-manager",
+            [
+                _events_rule(),
+                *_leader_election_rules("cloud-controller-manager"),
+                _rule(["delete", "get", "list", "patch", "update", "watch"], [""], ["nodes"]),
+                _rule(["patch", "update"], [""], ["nodes/status"]),
+                _rule(["get", "list", "patch", "update", "watch"], [""], ["services"]),
+                _rule(["patch", "update"], [""], ["services/status"]),
             ],
         ),
         _cluster_role(
@@ -619,6 +635,11 @@ def bootstrap_policy() -> list[dict[str, Any]]:
         ),
         _binding("system:kube-scheduler", "system:kube-scheduler", [_user(scheduler)]),
         _binding("system:volume-scheduler", "system:volume-scheduler", [_user(scheduler)]),
+        _binding(
+            "system:cloud-controller-manager",
+            "system:cloud-controller-manager",
+            [_user(PLATFORM_COMPONENTS["cloud-controller-manager"][0])],
+        ),
         _binding("system:node", "system:node", [_group("system:nodes")]),
         _binding(
             "system:node-proxier", "system:node-proxier", [_user(PLATFORM_COMPONENTS["proxy"][0])]

@@ -1,0 +1,119 @@
+"""The cloud-controller-manager: the control loops that need a cloud, behind one leader.
+
+As kube's cloud-controller-manager, it runs the `service` (load balancers),
+`cloud-node` (initializing nodes) and `cloud-node-lifecycle` (nodes whose machines are
+gone) controllers against one provider, chosen by name (`--cloud-provider`, see
+provider.py for how providers are found), with the provider's own config file
+(`--cloud-config`). A controller whose part the provider lacks (no load balancers, no
+instances) is not started, as upstream skips it. With leader election on, it first takes
+the `kube-system/cloud-controller-manager` Lease, so a second manager can stand by; the
+provider is initialized after that, so it reads the cluster as the previous leader left it.
+
+Like every component, it only talks to the API server, with the in-tree client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..client import (
+    Client,
+    Controller,
+    ControllerContext,
+    EventRecorder,
+    InformerFactory,
+    LeaderElector,
+)
+from .node import CloudNodeController
+from .nodelifecycle import CloudNodeLifecycleController
+from .provider import CloudProvider, get_cloud_provider
+from .service import ServiceController
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "cloud-controller-manager"
+USER_AGENT = "pilothouse-cloud-controller-manager"
+DEFAULT_CLUSTER_NAME = "kubernetes"
+#: --controllers names, as the real manager's, and what each needs of the provider.
+CONTROLLERS: Mapping[str, type[Controller]] = {
+    "service": ServiceController,
+    "cloud-node": CloudNodeController,
+    "cloud-node-lifecycle": CloudNodeLifecycleController,
+}
+
+
+def supported(name: str, provider: CloudProvider) -> bool:
+    if name == "service":
+        return provider.load_balancer() is not None
+    return provider.instances_v2() is not None
+
+
+async def run_cloud_controller_manager(
+        kubeconfig: str | None, *, cloud_provider: str = "local",
+        cloud_config: str | None = None, cluster_name: str = DEFAULT_CLUSTER_NAME,
+        leader_elect: bool = True, controllers: list[str] | None = None,
+        settings: Mapping[str, Any] | None = None) -> None:
+    """Run until cancelled or until leadership is lost.
+
+    `cloud_config` is the path of the provider's config file; `controllers` a subset of
+    CONTROLLERS' names (all by default); `settings` tunes the controllers
+    (`node_monitor_period`, `node_status_update_frequency`, in seconds). Raises ValueError,
+    before connecting, for an unknown provider or controller name, or when the provider
+    supports none of the controllers asked for.
+    """
+    unknown = sorted(set(controllers or ()) - set(CONTROLLERS))
+    if unknown:
+        raise ValueError(f"unknown controllers: {', '.join(unknown)}; available: "
+                         f"{', '.join(CONTROLLERS)}")
+    config = Path(cloud_config).read_text() if cloud_config else None
+    provider = get_cloud_provider(cloud_provider, config)
+    names = []
+    for name in controllers or list(CONTROLLERS):
+        if supported(name, provider):
+            names.append(name)
+        else:
+            log.warning("not starting the %s controller: the %s cloud provider does not "
+                        "support it", name, cloud_provider)
+    if not names:
+        raise ValueError(f"nothing to run: the {cloud_provider} cloud provider supports none "
+                         f"of the controllers {', '.join(controllers or CONTROLLERS)}")
+    async with Client.from_kubeconfig(kubeconfig, user_agent=USER_AGENT,
+                                      field_manager=USER_AGENT) as client:
+        await client.wait_ready()
+        if leader_elect:
+            elector = LeaderElector(client, name=LEASE_NAME,
+                                    identity=f"{socket.gethostname()}_{os.getpid()}")
+            await elector.acquire()
+        await provider.initialize(client)
+        informers = InformerFactory(client)
+        context = ControllerContext(client, informers,
+                                    EventRecorder(client, "cloud-controller-manager"),
+                                    {**(settings or {}), "cloud": provider,
+                                     "cluster_name": cluster_name})
+        running = [CONTROLLERS[name](context) for name in names]
+        await informers.start()
+        log.info("cloud controller manager running (%s provider): %s", cloud_provider,
+                 ", ".join(names))
+        tasks = [asyncio.create_task(c.run(), name=c.name) for c in running]
+        if leader_elect:
+            tasks.append(asyncio.create_task(elector.hold(), name="leader-election"))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+            log.error("cloud controller manager stopping: %s ended",
+                      [t.get_name() for t in done])
+        finally:
+            for task in tasks:
+                task.cancel()
+            await informers.stop()
+            if leader_elect:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(elector.release(), 2)
