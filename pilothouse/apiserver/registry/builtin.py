@@ -134,6 +134,9 @@ BUILTIN_RESOURCES: tuple[Resource, ...] = (
     Resource("node.k8s.io", "v1", "runtimeclasses", "runtimeclass", "RuntimeClass", False),
     Resource("storage.k8s.io", "v1", "storageclasses", "storageclass", "StorageClass", False,
              short_names=("sc",)),
+    # stored and validated, not enforced: see validation_networking.py
+    Resource("networking.k8s.io", "v1", "networkpolicies", "networkpolicy", "NetworkPolicy",
+             True, short_names=("netpol",)),
     # rbac.authorization.k8s.io/v1
     Resource("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", True),
     Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding",

@@ -447,6 +447,24 @@ def default_binding(binding: dict) -> None:
             subject["apiGroup"] = "" if subject.get("kind") == "ServiceAccount" else _RBAC
 
 
+def default_network_policy(policy: dict) -> None:
+    """SetDefaults_NetworkPolicy(Port): ports are TCP; policyTypes is Ingress, plus Egress
+    when there are egress rules. The pod selector, a struct in Go, is always there (empty:
+    every pod in the namespace)."""
+    spec = _sub(policy, "spec")
+    if spec.get("podSelector") is None:
+        spec["podSelector"] = {}
+    for direction in ("ingress", "egress"):
+        for rule in _items(spec, direction):
+            for port in _items(rule, "ports"):
+                if port.get("protocol") is None:
+                    port["protocol"] = "TCP"
+    if not spec.get("policyTypes"):
+        egress = spec.get("egress")
+        has_egress = isinstance(egress, list) and len(egress) > 0
+        spec["policyTypes"] = ["Ingress", "Egress"] if has_egress else ["Ingress"]
+
+
 DEFAULTERS: dict[tuple[str, str], Defaulter] = {
     ("", "Pod"): default_pod,
     ("", "PodTemplate"): default_pod_template,
@@ -471,6 +489,7 @@ DEFAULTERS: dict[tuple[str, str], Defaulter] = {
     ("node.k8s.io", "RuntimeClass"): default_runtime_class,
     (_RBAC, "RoleBinding"): default_binding,
     (_RBAC, "ClusterRoleBinding"): default_binding,
+    ("networking.k8s.io", "NetworkPolicy"): default_network_policy,
 }
 
 __all__ = ["DEFAULTERS", "canonical_quantity", "default_pod_spec", "job_prepare_for_create"]

@@ -47,6 +47,7 @@ from .validation import (
     NAME_RULES,
     UPDATE_VALIDATORS,
     VALIDATORS,
+    WARNINGS,
     validate_object_meta,
     validate_object_meta_update,
 )
@@ -251,6 +252,7 @@ class GenericRegistry:
             meta["name"] = generate_name(str(meta["generateName"]))
         meta.pop("managedFields", None)
         allocation = await self._prepare_new(res, namespace, obj, dry_run=opts.dry_run)
+        self._warn(res, obj, opts)
         try:
             record_update(None, obj, manager=opts.field_manager or "unknown", now=rfc3339(),
                           model=model_for(res.group, res.version, res.kind))
@@ -423,6 +425,13 @@ class GenericRegistry:
             name = (obj.get("metadata") or {}).get("name") or ""
             raise errors.invalid(res.kind, name, causes, res.group)
 
+    @staticmethod
+    def _warn(res: Resource, obj: dict[str, Any], opts: WriteOptions) -> None:
+        """WarningsOnCreate/WarningsOnUpdate: the kind's warnings, sent as Warning headers."""
+        warn = None if res.custom else WARNINGS.get((res.group, res.kind))
+        if warn is not None:
+            opts.warnings.extend(warn(obj))
+
     # -- update and patch --------------------------------------------------------------
 
     async def update(
@@ -552,6 +561,7 @@ class GenericRegistry:
             model=model_for(res.group, res.version, res.kind), now=rfc3339(),
         )
         allocation = await self._prepare_new(res, namespace, applied, dry_run=opts.dry_run)
+        self._warn(res, applied, opts)
         try:
             return await self._store_create(res, applied, opts)
         except BaseException:
@@ -604,6 +614,8 @@ class GenericRegistry:
             if (res.group, res.kind) == SERVICE_KEY:
                 prepare_service_update(new, old)
             self._default(res, new)
+            if subresource == "":
+                self._warn(res, new, opts)
             if _spec_of(new) != _spec_of(old) and "generation" in new_meta:
                 new_meta["generation"] += 1
         new_meta["name"] = old_meta["name"]

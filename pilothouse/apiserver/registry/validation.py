@@ -9,8 +9,9 @@ rejected object reads the same here as there. The rules follow
 `pkg/apis/<group>/validation` and apimachinery's `pkg/api/validation`.
 
 This module owns object metadata, the shared field checks and the core, storage, RBAC and
-small-group kinds; validation_workloads.py owns pods and their controllers (apps, batch).
-Import the tables from here.
+small-group kinds; validation_workloads.py owns pods and their controllers (apps, batch),
+validation_networking.py the networking.k8s.io kinds. Import the tables from here;
+`WARNINGS` gives the warnings a write of a kind earns (WarningsOnCreate/OnUpdate).
 """
 
 from __future__ import annotations
@@ -1113,8 +1114,14 @@ def validate_binding_update(new: dict, old: dict) -> list[Cause]:
 
 
 # ---------------------------------------------------------------------------------------
-# The tables the API server consults. Pods, apps and batch come from validation_workloads.
+# The tables the API server consults. Pods, apps and batch come from validation_workloads,
+# networking.k8s.io from validation_networking.
 
+from .validation_networking import (  # noqa: E402 -- it builds on the checks above
+    NETWORKING_VALIDATORS,
+    NETWORKING_WARNINGS,
+    Warner,
+)
 from .validation_workloads import (  # noqa: E402 -- it builds on the checks above
     WORKLOAD_UPDATE_VALIDATORS,
     WORKLOAD_VALIDATORS,
@@ -1142,6 +1149,7 @@ VALIDATORS: dict[tuple[str, str], Validator] = {
     (RBAC_GROUP, "RoleBinding"): validate_role_binding,
     (RBAC_GROUP, "ClusterRoleBinding"): validate_cluster_role_binding,
     **WORKLOAD_VALIDATORS,
+    **NETWORKING_VALIDATORS,
 }
 
 UPDATE_VALIDATORS: dict[tuple[str, str], UpdateValidator] = {
@@ -1160,5 +1168,9 @@ UPDATE_VALIDATORS: dict[tuple[str, str], UpdateValidator] = {
     **WORKLOAD_UPDATE_VALIDATORS,
 }
 
-__all__ = ["NAME_RULES", "UPDATE_VALIDATORS", "VALIDATORS", "validate_object_meta",
+WARNINGS: dict[tuple[str, str], Warner] = {
+    **NETWORKING_WARNINGS,
+}
+
+__all__ = ["NAME_RULES", "UPDATE_VALIDATORS", "VALIDATORS", "WARNINGS", "validate_object_meta",
            "validate_object_meta_update"]
