@@ -48,7 +48,8 @@ class Cause:
         return f"{self.field}: {self.message}" if self.field else self.message
 
     def to_dict(self) -> dict[str, str]:
-        return {"reason": self.reason, "message": self.render(), "field": self.field}
+        # As apimachinery's NewInvalid: the message is the error body, without the field.
+        return {"reason": self.reason, "message": self.message, "field": self.field}
 
 
 def required(field: str, detail: str = "") -> Cause:
