@@ -15,8 +15,11 @@ controller managers can run and only one acts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import secrets
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -244,3 +247,41 @@ class LeaderElector:
             if asyncio.get_running_loop().time() - last_ok > self.lease_seconds * 2 / 3:
                 log.error("%s could not renew the lease %s in time", self.identity, self.name)
                 return
+
+
+async def run_controllers(
+        client: Client, controllers: Mapping[str, type[Controller]], *, component: str,
+        lease_name: str, leader_elect: bool, settings: Mapping[str, Any],
+        on_leading: Callable[[Client], Awaitable[None]] | None = None) -> None:
+    """The loop of a controller manager: take the lease (with `leader_elect`), call
+    `on_leading`, start the named controllers on shared informers, and run until cancelled,
+    until a controller ends or until leadership is lost; the lease is given up on the way
+    out so a standby takes over at once."""
+    elector = LeaderElector(client, name=lease_name,
+                            identity=f"{socket.gethostname()}_{os.getpid()}") \
+        if leader_elect else None
+    if elector is not None:
+        await elector.acquire()
+    if on_leading is not None:
+        await on_leading(client)
+    informers = InformerFactory(client)
+    context = ControllerContext(client, informers, EventRecorder(client, component),
+                                dict(settings))
+    running = [controller(context) for controller in controllers.values()]
+    await informers.start()
+    log.info("%s running: %s", component, ", ".join(controllers))
+    tasks = [asyncio.create_task(c.run(), name=c.name) for c in running]
+    if elector is not None:
+        tasks.append(asyncio.create_task(elector.hold(), name="leader-election"))
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+        log.error("%s stopping: %s ended", component, [t.get_name() for t in done])
+    finally:
+        for task in tasks:
+            task.cancel()
+        await informers.stop()
+        if elector is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(elector.release(), 2)

@@ -14,23 +14,12 @@ Like every component, it only talks to the API server, with the in-tree client.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..client import (
-    Client,
-    Controller,
-    ControllerContext,
-    EventRecorder,
-    InformerFactory,
-    LeaderElector,
-)
+from ..client import Client, Controller, run_controllers
 from .node import CloudNodeController
 from .nodelifecycle import CloudNodeLifecycleController
 from .provider import CloudProvider, get_cloud_provider
@@ -87,33 +76,8 @@ async def run_cloud_controller_manager(
     async with Client.from_kubeconfig(kubeconfig, user_agent=USER_AGENT,
                                       field_manager=USER_AGENT) as client:
         await client.wait_ready()
-        if leader_elect:
-            elector = LeaderElector(client, name=LEASE_NAME,
-                                    identity=f"{socket.gethostname()}_{os.getpid()}")
-            await elector.acquire()
-        await provider.initialize(client)
-        informers = InformerFactory(client)
-        context = ControllerContext(client, informers,
-                                    EventRecorder(client, "cloud-controller-manager"),
-                                    {**(settings or {}), "cloud": provider,
-                                     "cluster_name": cluster_name})
-        running = [CONTROLLERS[name](context) for name in names]
-        await informers.start()
-        log.info("cloud controller manager running (%s provider): %s", cloud_provider,
-                 ", ".join(names))
-        tasks = [asyncio.create_task(c.run(), name=c.name) for c in running]
-        if leader_elect:
-            tasks.append(asyncio.create_task(elector.hold(), name="leader-election"))
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()
-            log.error("cloud controller manager stopping: %s ended",
-                      [t.get_name() for t in done])
-        finally:
-            for task in tasks:
-                task.cancel()
-            await informers.stop()
-            if leader_elect:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(elector.release(), 2)
+        await run_controllers(
+            client, {name: CONTROLLERS[name] for name in names},
+            component="cloud-controller-manager", lease_name=LEASE_NAME,
+            leader_elect=leader_elect, on_leading=provider.initialize,
+            settings={**(settings or {}), "cloud": provider, "cluster_name": cluster_name})

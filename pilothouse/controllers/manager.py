@@ -10,27 +10,13 @@ the CA its kubeconfig trusts, as kube-controller-manager does without --root-ca-
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import importlib
-import logging
-import os
 import pkgutil
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..client import (
-    Client,
-    Controller,
-    ControllerContext,
-    EventRecorder,
-    InformerFactory,
-    LeaderElector,
-)
-
-log = logging.getLogger(__name__)
+from ..client import Client, Controller, run_controllers
 
 LEASE_NAME = "kube-controller-manager"  # the name its role may update, as upstream
 
@@ -77,30 +63,7 @@ async def run_controller_manager(kubeconfig: str | None, *, only: list[str] | No
     async with Client.from_kubeconfig(kubeconfig, user_agent="pilothouse-controller-manager",
                                       field_manager="pilothouse-controller-manager") as client:
         await client.wait_ready()
-        if leader_elect:
-            identity = f"{socket.gethostname()}_{os.getpid()}"
-            elector = LeaderElector(client, name=LEASE_NAME, identity=identity)
-            await elector.acquire()
-        informers = InformerFactory(client)
-        context = ControllerContext(client, informers,
-                                    EventRecorder(client, "controller-manager"),
-                                    {"root_ca": kubeconfig_root_ca(kubeconfig),
-                                     **(settings or {})})
-        controllers = [available[name](context) for name in names]
-        await informers.start()
-        log.info("controller manager running: %s", ", ".join(names))
-        tasks = [asyncio.create_task(c.run(), name=c.name) for c in controllers]
-        if leader_elect:
-            tasks.append(asyncio.create_task(elector.hold(), name="leader-election"))
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()
-            log.error("controller manager stopping: %s ended", [t.get_name() for t in done])
-        finally:
-            for task in tasks:
-                task.cancel()
-            await informers.stop()
-            if leader_elect:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(elector.release(), 2)
+        await run_controllers(
+            client, {name: available[name] for name in names}, component="controller-manager",
+            lease_name=LEASE_NAME, leader_elect=leader_elect,
+            settings={"root_ca": kubeconfig_root_ca(kubeconfig), **(settings or {})})
