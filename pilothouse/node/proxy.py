@@ -57,7 +57,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from ..client import Client, Informer
+from ..client import Client, Informer, InformerFactory
 from ..client.informer import object_key
 
 log = logging.getLogger(__name__)
@@ -753,16 +753,12 @@ async def run_proxy(kubeconfig: str | None, settings: ProxySettings) -> None:
     async with Client.from_kubeconfig(kubeconfig, user_agent="kube-proxy/pilothouse",
                                       field_manager="kube-proxy") as client:
         await client.wait_ready()
-        services = Informer(client, "v1", "services")
-        slices = Informer(client, "discovery.k8s.io/v1", "endpointslices")
-        proxy = ServiceProxy(services, slices, settings)
-        tasks = [asyncio.create_task(services.run(), name="proxy-services"),
-                 asyncio.create_task(slices.run(), name="proxy-endpointslices")]
+        informers = InformerFactory(client)
+        proxy = ServiceProxy(informers.informer("v1", "services"),
+                             informers.informer("discovery.k8s.io/v1", "endpointslices"),
+                             settings)
+        await informers.start()
         try:
             await proxy.run()
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await informers.stop()
