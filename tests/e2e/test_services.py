@@ -96,7 +96,12 @@ def fetch(url: str, timeout: float = 3) -> str:
 
 
 def answers(url: str, count: int = 20) -> set[str]:
-    return {fetch(url) for _ in range(count)}
+    """Who answered `count` requests; empty while the address refuses (the proxy listens
+    only once the Service has ready endpoints)."""
+    try:
+        return {fetch(url) for _ in range(count)}
+    except (urllib.error.URLError, ConnectionError):
+        return set()
 
 
 def eventually(check, what: str, timeout: float = 10):  # noqa: ANN001, ANN201
