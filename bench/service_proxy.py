@@ -12,6 +12,11 @@ a NodePort Service, and then measures, alternating the targets so drift hits eac
 3. **Request throughput**: 8 keep-alive clients (threads) for `--seconds`, requests/s.
 4. **Bulk throughput**: `GET /bytes/268435456` (256 MiB) three times, MiB/s.
 
+The same measurements then run from a client pod (the same code, shipped as its program):
+with the sandbox runtime as root the pod has its own network namespace, so its traffic to
+the cluster IP crosses the node bridge to the proxy's userspace relay, while the host's
+goes through the nftables DNAT where that mode is active (`up` prints the mode).
+
 Targets (the issue's): proxied latency within 1.5x of direct, throughput at least half of
 direct. The client is plain blocking sockets, the same for every target, so the ratios
 carry the proxy's cost; the machine's two cores are shared by the client, the proxy (in the
@@ -22,12 +27,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import socket
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -220,14 +227,91 @@ async def start_workload(server: Server) -> tuple[str, int, str]:
     return ready["ip"], spec["ports"][0]["nodePort"], spec["clusterIP"]
 
 
-def alternate(targets: dict[str, tuple[str, int]], measure: Callable[[tuple[str, int]], object],
-              rounds: int) -> dict[str, list[object]]:
+def alternate(targets: dict[str, tuple[str, int]], measure: Callable[[tuple[str, int]], Any],
+              rounds: int) -> dict[str, list[Any]]:
     """`measure` each target `rounds` times, interleaved."""
-    results: dict[str, list[object]] = {name: [] for name in targets}
+    results: dict[str, list[Any]] = {name: [] for name in targets}
     for _ in range(rounds):
         for name, target in targets.items():
             results[name].append(measure(target))
     return results
+
+
+def measure_all(targets: dict[str, tuple[str, int]], requests: int, connections: int,
+                seconds: float) -> dict[str, dict[str, float]]:
+    """Every figure for every target, alternating targets: latencies in seconds, rates in
+    requests/s and MiB/s. Runs here and, as source, in the client pod."""
+    for target in targets.values():  # warm every path once
+        keepalive_latency(target, 200)
+    keepalive = alternate(targets, lambda t: keepalive_latency(t, requests // 4), 4)
+    fresh = alternate(targets, lambda t: new_connection_latency(t, connections // 3), 3)
+    rates = alternate(targets, lambda t: request_rate(t, seconds / 3), 3)
+    bulk = alternate(targets, bulk_rate, 2)
+    figures = {}
+    for name in targets:
+        keep = sorted(v for part in keepalive[name] for v in part)
+        new = sorted(v for part in fresh[name] for v in part)
+        figures[name] = {"keep50": percentile(keep, 50), "keep99": percentile(keep, 99),
+                         "new50": percentile(new, 50), "new99": percentile(new, 99),
+                         "rate": sum(rates[name]) / len(rates[name]),
+                         "bulk": sum(bulk[name]) / len(bulk[name])}
+    return figures
+
+
+def pod_client_source(targets: dict[str, tuple[str, int]], requests: int, connections: int,
+                      seconds: float) -> str:
+    """`measure_all` as a program for the client pod: the same code, run from a pod."""
+    parts = [inspect.getsource(f) for f in (
+        request, connect, keepalive_latency, new_connection_latency, request_rate,
+        bulk_rate, alternate, percentile, measure_all)]
+    return "\n".join([
+        "from __future__ import annotations",
+        "import json, socket, threading, time",
+        "from typing import Any",
+        "from collections.abc import Callable, Sequence",
+        f"BULK_BYTES, CLIENTS = {BULK_BYTES}, {CLIENTS}", *parts,
+        f"print(json.dumps(measure_all({targets!r}, {requests}, {connections}, {seconds})))"])
+
+
+async def run_pod_client(server: Server, source: str) -> dict[str, dict[str, float]]:
+    """Run `source` in a client pod (in its own network namespace where the node gives
+    pods one) and return what it printed."""
+    done = asyncio.Event()
+
+    def on_pod(kind: str, obj: dict) -> bool:
+        if obj["metadata"]["name"] == "client" and \
+                (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            done.set()
+            return True
+        return False
+
+    watch = await Watch.open(server, "/api/v1/namespaces/bench/pods", on_pod)
+    follower = asyncio.create_task(watch.follow())
+    conn = await server.connect()
+    await checked(conn, "POST", "/api/v1/namespaces/bench/pods", orjson.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"},
+        "spec": {"restartPolicy": "Never", "containers": [{
+            "name": "client", "image": IMAGE, "command": ["python", "-c", source]}]}}))
+    await asyncio.wait_for(done.wait(), TIMEOUT * 2)
+    follower.cancel()
+    log = await checked(conn, "GET", "/api/v1/namespaces/bench/pods/client/log")
+    await conn.close()
+    return orjson.loads(log.splitlines()[-1])
+
+
+def rows_for(client: str, figures: dict[str, dict[str, float]]) -> list[list[object]]:
+    base = figures["direct to the pod"]
+    rows: list[list[object]] = []
+    for name, f in figures.items():
+        rows.append([
+            client, name,
+            f"{f['keep50'] * 1e6:.0f}", f"{f['keep99'] * 1e6:.0f}",
+            f"{f['keep50'] / base['keep50']:.2f}x",
+            f"{f['new50'] * 1e6:.0f}", f"{f['new99'] * 1e6:.0f}",
+            f"{f['new50'] / base['new50']:.2f}x",
+            f"{f['rate']:,.0f}", f"{f['rate'] / base['rate']:.2f}x",
+            f"{f['bulk']:,.0f}", f"{f['bulk'] / base['bulk']:.2f}x"])
+    return rows
 
 
 def main(requests: int, connections: int, seconds: float) -> None:
@@ -239,36 +323,15 @@ def main(requests: int, connections: int, seconds: float) -> None:
                    "cluster IP": (cluster_ip, 80),
                    "node port": ("127.0.0.1", node_port)}
         print("targets: " + ", ".join(f"{k} {h}:{p}" for k, (h, p) in targets.items()))
-        for target in targets.values():  # warm every path once
-            keepalive_latency(target, 200)
-        keepalive = alternate(targets, lambda t: keepalive_latency(t, requests // 4), 4)
-        fresh = alternate(targets, lambda t: new_connection_latency(t, connections // 3), 3)
-        rates = alternate(targets, lambda t: request_rate(t, seconds / 3), 3)
-        bulk = alternate(targets, bulk_rate, 2)
-    rows = []
-    base = "direct to the pod"
-
-    def merged(values: list[object]) -> list[float]:
-        return sorted(v for part in values for v in part)  # type: ignore[attr-defined]
-
-    b_keep, b_fresh = merged(keepalive[base]), merged(fresh[base])
-    b_rate = sum(rates[base]) / len(rates[base])  # type: ignore[arg-type]
-    b_bulk = sum(bulk[base]) / len(bulk[base])  # type: ignore[arg-type]
-    for name in targets:
-        keep, new = merged(keepalive[name]), merged(fresh[name])
-        rate = sum(rates[name]) / len(rates[name])  # type: ignore[arg-type]
-        mib = sum(bulk[name]) / len(bulk[name])  # type: ignore[arg-type]
-        rows.append([
-            name,
-            f"{percentile(keep, 50) * 1e6:.0f}", f"{percentile(keep, 99) * 1e6:.0f}",
-            f"{percentile(keep, 50) / percentile(b_keep, 50):.2f}x",
-            f"{percentile(new, 50) * 1e6:.0f}", f"{percentile(new, 99) * 1e6:.0f}",
-            f"{percentile(new, 50) / percentile(b_fresh, 50):.2f}x",
-            f"{rate:,.0f}", f"{rate / b_rate:.2f}x", f"{mib:,.0f}", f"{mib / b_bulk:.2f}x"])
+        host = measure_all(targets, requests, connections, seconds)
+        in_pod = {k: v for k, v in targets.items() if k != "node port"}
+        pod = asyncio.run(run_pod_client(server, pod_client_source(
+            in_pod, requests, connections, seconds)))
     print_table(
         "Service traffic beside straight to the pod (latency in microseconds)",
-        ["target", "keep-alive p50", "p99", "p50 ratio", "new conn p50", "p99", "p50 ratio",
-         f"req/s ({CLIENTS} clients)", "ratio", "bulk MiB/s", "ratio"], rows)
+        ["client", "target", "keep-alive p50", "p99", "p50 ratio", "new conn p50", "p99",
+         "p50 ratio", f"req/s ({CLIENTS} clients)", "ratio", "bulk MiB/s", "ratio"],
+        rows_for("host", host) + rows_for("pod", pod))
 
 
 if __name__ == "__main__":
