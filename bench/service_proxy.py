@@ -296,7 +296,10 @@ async def run_pod_client(server: Server, source: str) -> dict[str, dict[str, flo
     follower.cancel()
     log = await checked(conn, "GET", "/api/v1/namespaces/bench/pods/client/log")
     await conn.close()
-    return orjson.loads(log.splitlines()[-1])
+    try:
+        return orjson.loads(log.splitlines()[-1])
+    except (IndexError, orjson.JSONDecodeError):
+        raise RuntimeError(f"the client pod failed:\n{log.decode()}") from None
 
 
 def rows_for(client: str, figures: dict[str, dict[str, float]]) -> list[list[object]]:

@@ -26,13 +26,14 @@ kube-proxy's REJECT rule does. Listeners use SO_REUSEPORT, so two node agents on
 may both serve a cluster IP.
 
 Mode `nftables` (root, with the `nft` tool): the listeners stay, and an nftables table of
-the proxy's own (`pilothouse-proxy-<pid>`) DNATs locally originated TCP to a frontend
-straight to an endpoint picked at random, as kube-proxy's nftables mode does, so the host's
-clients and host-network pods never pass through Python. UDP (whose stale conntrack
-entries kube-proxy must flush with a tool this machine lacks), ClientIP affinity and
-traffic arriving from pod network namespaces (which the kernel would have to forward and
-masquerade) keep the userspace relay. The table is replaced atomically on each change and
-deleted on shutdown; tables of proxies that died are swept at start.
+the proxy's own (`pilothouse-proxy-<pid>`) DNATs TCP to a frontend straight to an endpoint
+picked at random, as kube-proxy's nftables mode does, both the host's own connections and
+pods' arriving from the node bridge (which then forwards only what was DNAT'd, and
+masquerades what would otherwise return around the DNAT: see `render_nft_table`), so no
+TCP byte passes through Python. UDP (whose stale conntrack entries kube-proxy must flush
+with a tool this machine lacks) and ClientIP affinity keep the userspace relay. The table
+is replaced atomically on each change and deleted on shutdown; tables of proxies that died
+are swept at start.
 
 Every change is applied within `MIN_SYNC_SECONDS` of the event that caused it; only the
 Services an event touched are recomputed. An address that cannot be bound (a port below
@@ -55,6 +56,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 from ..client import Client, Informer, InformerFactory
@@ -643,22 +645,45 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: Interfaces pods' traffic arrives on: the node bridges `ph<N>br` (node/podnet.py) and
+#: their veth ports, as an nftables wildcard.
+POD_INTERFACES = "ph*"
+
+
 def render_nft_table(table: str, frontends: Iterable[Frontend]) -> str:
-    """The whole table as one `nft -f` script that replaces it atomically."""
+    """The whole table as one `nft -f` script that replaces it atomically.
+
+    - `output`: the host's own connections to a frontend are DNAT'd to an endpoint;
+    - `prerouting`: so are pods' connections arriving from the node bridge;
+    - `postrouting`: a connection DNAT'd out of the host with a loopback source (the host
+      talking to a pod in its own namespace, whose loopback that source would be) or from
+      the bridge back into it (pod to pod: the answer would go straight over the bridge,
+      around the DNAT) leaves with the bridge's address, as kube-proxy masquerades
+      localhost and hairpin traffic;
+    - `forward`: what comes from the bridge goes only back to it (pod to pod, which
+      br_netfilter, where loaded, shows this hook) or where a DNAT sent it: the proxy
+      turns forwarding on for the bridge, and pods reach Services, not the networks
+      beyond the host.
+    """
     chosen = sorted((f for f in frontends if kernel_eligible(f)),
                     key=lambda f: (f.key.address, f.key.port))
+    verdicts = ", ".join(f"{f.key.address} . {f.key.port} : jump frontend-{i}"
+                         for i, f in enumerate(chosen))
+    dispatch = [f"    ip daddr . tcp dport vmap {{ {verdicts} }}"] if chosen else []
     lines = [f"table ip {table}", f"delete table ip {table}", f"table ip {table} {{",
-             "  chain output {", "    type nat hook output priority -100; policy accept;"]
-    if chosen:
-        verdicts = ", ".join(f"{f.key.address} . {f.key.port} : jump frontend-{i}"
-                             for i, f in enumerate(chosen))
-        lines.append(f"    ip daddr . tcp dport vmap {{ {verdicts} }}")
-    # A loopback client sent to a pod in its own network namespace would get the reply at
-    # the pod's own loopback: such connections leave with the bridge's address instead, as
-    # kube-proxy masquerades localhost node-port traffic.
-    lines += ["  }", "  chain postrouting {",
-              "    type nat hook postrouting priority 100; policy accept;",
-              '    ct status dnat ip saddr 127.0.0.0/8 oifname != "lo" masquerade', "  }"]
+             "  chain output {", "    type nat hook output priority -100; policy accept;",
+             *dispatch, "  }",
+             "  chain prerouting {",
+             "    type nat hook prerouting priority -100; policy accept;",
+             *[f'    iifname "{POD_INTERFACES}"' + line[3:] for line in dispatch], "  }",
+             "  chain postrouting {", "    type nat hook postrouting priority 100; policy accept;",
+             '    ct status dnat ip saddr 127.0.0.0/8 oifname != "lo" masquerade',
+             f'    ct status dnat iifname "{POD_INTERFACES}" oifname "{POD_INTERFACES}" '
+             "masquerade", "  }",
+             "  chain forward {", "    type filter hook forward priority 0; policy accept;",
+             f'    iifname "{POD_INTERFACES}" ct status dnat accept',
+             f'    iifname "{POD_INTERFACES}" oifname "{POD_INTERFACES}" accept',
+             f'    iifname "{POD_INTERFACES}" drop', "  }"]
     for i, frontend in enumerate(chosen):
         targets = ", ".join(f"{n} : {ip} . {port}"
                             for n, (ip, port) in enumerate(frontend.endpoints))
@@ -669,6 +694,16 @@ def render_nft_table(table: str, frontends: Iterable[Frontend]) -> str:
                   "  }"]
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def enable_bridge_forwarding(sys_net: Path = Path("/proc/sys/net/ipv4/conf")) -> None:
+    """Let the node bridges route what prerouting DNATs to another pod (per interface:
+    the host's global ip_forward is left alone)."""
+    for conf in sys_net.glob(POD_INTERFACES.replace("*", "*br")):
+        forwarding = conf / "forwarding"
+        with contextlib.suppress(OSError):
+            if forwarding.read_text().strip() != "1":
+                forwarding.write_text("1")
 
 
 class KernelRules:
@@ -698,6 +733,7 @@ class KernelRules:
     async def apply(self, frontends: Iterable[Frontend]) -> None:
         if not self._swept:
             await self._sweep()
+        enable_bridge_forwarding()
         script = render_nft_table(self.table, frontends)
         if script == self._applied:
             return
@@ -741,8 +777,8 @@ def proxy_mode(requested: str = "auto") -> tuple[str, str]:
         return "userspace", "chosen by flag"
     unavailable = _nftables_unavailable()
     if unavailable is None:
-        return "nftables", ("local TCP forwarded by the kernel; UDP, ClientIP affinity and "
-                            "pod-namespace traffic by the userspace relay")
+        return "nftables", ("TCP forwarded by the kernel; UDP and ClientIP affinity by the "
+                            "userspace relay")
     if requested == "nftables":
         raise ValueError(f"--proxy-mode nftables is not available: {unavailable}")
     return "userspace", f"nftables unavailable: {unavailable}"

@@ -368,6 +368,13 @@ def test_the_nft_table_dnats_only_what_the_kernel_may_carry() -> None:
     assert "127.96.0.7 . 80 : jump frontend-0" in script
     assert "numgen random mod 2 map { 0 : 127.5.0.1 . 8080, 1 : 127.5.0.2 . 8080 }" in script
     assert "127.96.0.8" not in script and "127.96.0.9" not in script
+    # Pods' connections from the bridge are DNAT'd too; the bridge forwards only those and
+    # pod-to-pod traffic.
+    assert 'iifname "ph*" ip daddr . tcp dport vmap { 127.96.0.7 . 80 : jump frontend-0 }' \
+        in script
+    forward = script[script.index("chain forward"):]
+    assert forward.index('ct status dnat accept') < forward.index(
+        'oifname "ph*" accept') < forward.index('iifname "ph*" drop')
 
 
 def test_tables_of_dead_proxies_are_found_for_sweeping() -> None:
