@@ -187,6 +187,18 @@ def test_node_port_and_load_balancer(cluster: Cluster, ns: str, web: list[str]) 
     eventually(refused, "the cluster IP refusing once the Service is gone")
 
 
+def test_client_ip_affinity_and_several_ports(cluster: Cluster, ns: str, web: list[str]) -> None:
+    svc = service(ns)
+    svc["spec"]["sessionAffinity"] = "ClientIP"
+    svc["spec"]["ports"].append({"name": "alt", "port": 81, "targetPort": 8080})
+    apply(cluster, svc)
+    cluster_ip = (get_json(cluster, "service", "web", "-n", ns) or {})["spec"]["clusterIP"]
+    for port in (80, 81):
+        sticky = eventually(lambda port=port: answers(f"http://{cluster_ip}:{port}/"),
+                            f"answers on port {port}")
+        assert len(sticky) == 1 and sticky <= set(web)  # every request to the same pod
+
+
 def test_port_forward_to_a_service(cluster: Cluster, ns: str, web: list[str]) -> None:
     apply(cluster, service(ns))
     forward = subprocess.Popen(
