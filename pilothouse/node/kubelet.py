@@ -12,6 +12,13 @@ What it owns, and where each part lives:
   events and by probe results. Statuses are computed in `podstatus.py`.
 - **Runtimes** (`runtime/`): the node's default (sandbox where Linux namespaces work, else
   process) and any other a pod asks for through its RuntimeClass handler.
+- **Pod IPs**: a pod of a runtime that can join network namespaces (sandbox) gets its own
+  namespace on the node's bridge with an address of the node's pod subnet (`podnet.py`;
+  the subnet is the Node's `spec.podCIDR`, which this agent sets when it registers, since
+  no controller allocates it here); other pods share the host's network with a loopback
+  address of the node's pod network (127.N.0.0/16), and hostNetwork pods the node's IP.
+  Where namespaces cannot be made (not root, no iproute2) the node says so in its log and
+  sandboxed pods share the host's network too.
 - **Images** (`runtime/images.py`): imagePullPolicy and the Pulling/Pulled events here;
   an image is a virtual environment made on first use.
 - **Volumes and environment** (`volumes.py`, `env.py`), **probes** (`probes.py`),
@@ -57,12 +64,14 @@ from urllib.parse import urlparse
 
 from ..client import ApiError, Client, Informer
 from ..client.controller import EventRecorder
-from ..machinery.addresses import node_dns_address, pod_network
+from ..machinery.addresses import node_dns_address, node_octet, pod_network, pod_subnet
 from ..machinery.meta import now as utcnow
 from ..machinery.meta import rfc3339, rfc3339_micro
 from .dns import ClusterRecords, DNSServer, ResolvConf, parse_resolv_conf, slim_pod
 from .hollow import ARCH, KUBELET_VERSION, LEASE_NAMESPACE, lease_object
 from .logs import log_attempts
+from .podnet import PodNetwork, PodNetworkError
+from .podnet import unavailable as pod_network_unavailable
 from .podworker import LABEL_POD_UID, PodWorker, _Waiting, pod_dir_name
 from .runtime import RUNTIMES, default_runtime
 from .runtime.base import ContainerStatus, Runtime, RuntimeUnavailable
@@ -233,6 +242,8 @@ class Kubelet:
         self.workers: dict[str, PodWorker] = {}
         self._uid_keys: dict[str, str] = {}
         self._network = pod_network(self.node_name)
+        #: Network namespaces for sandboxed pods; None where they cannot be made here.
+        self.pod_network: PodNetwork | None = None
         self.host_resolv = parse_resolv_conf(_read(str(settings.resolv_conf)))
         self.dns_address = settings.cluster_dns or node_dns_address(self._network)
         #: The address pods' resolv.conf names: set once the DNS server listens.
@@ -282,6 +293,7 @@ class Kubelet:
             raise NodeAgentError(f"runtime {self.default_runtime}: {err}") from None
         await self._index_existing()
         await self.server.start()
+        await self._start_pod_network()
         await self._register()
         await self._start_dns()
         self._tasks += [
@@ -303,6 +315,29 @@ class Kubelet:
             await asyncio.gather(*self._tasks)
         finally:
             await self._shutdown()
+
+    async def _start_pod_network(self) -> None:
+        """The bridge for sandboxed pods' network namespaces, if this node can make them;
+        else say why, once: sandboxed pods then share the host's network."""
+        try:
+            self.runtime_for_handler("sandbox")
+        except (RuntimeUnavailable, KeyError):
+            return  # no sandboxed pods here: the process runtime shares the host's network
+        network = PodNetwork(octet=node_octet(self.node_name), subnet=pod_subnet(self.node_name),
+                             owner=str(self.settings.data_dir.resolve()))
+        reason = pod_network_unavailable()
+        if not reason:
+            try:
+                await network.setup()
+            except PodNetworkError as err:
+                reason = str(err)
+        if reason:
+            log.warning("pod network unavailable: %s; sandboxed pods share the host's network "
+                        "with loopback pod IPs in %s", reason, self._network)
+            return
+        self.pod_network = network
+        log.info("pod network: sandboxed pods get their own network namespace on bridge %s, "
+                 "pod IPs from %s", network.bridge, network.subnet)
 
     async def _start_dns(self) -> None:
         where = f"{self.dns_address}:{self.settings.cluster_dns_port}"
@@ -340,6 +375,10 @@ class Kubelet:
                 await worker.shut_down(grace=min(pod_grace, grace))
 
         await asyncio.gather(*(stop_pod(w) for w in workers))
+        if self.pod_network is not None:
+            # The pods come back in new namespaces when the node starts again.
+            with contextlib.suppress(Exception):
+                await self.pod_network.teardown()
         await self.dns.stop()  # last: stopping pods may still look names up
         await self.stats.stop()
         await self.server.stop()
@@ -404,6 +443,9 @@ class Kubelet:
             if self.settings.taints else {},
             "status": self.node_status(None),
         }
+        cidr = str(self.pod_network.subnet) if self.pod_network is not None else ""
+        if cidr:
+            node["spec"].update(podCIDR=cidr, podCIDRs=[cidr])
         try:
             created = await self.client.create("v1", "nodes", node)
             self._node_uid = created["metadata"]["uid"]
@@ -412,11 +454,24 @@ class Kubelet:
                 raise
             existing = await self.client.get("v1", "nodes", self.node_name)
             self._node_uid = existing["metadata"]["uid"]
-            await self.client.patch("v1", "nodes", self.node_name,
-                                    {"metadata": {"labels": labels}})
+            patch: dict[str, Any] = {"metadata": {"labels": labels}}
+            known = (existing.get("spec") or {}).get("podCIDR")
+            if cidr and not known:
+                patch["spec"] = {"podCIDR": cidr, "podCIDRs": [cidr]}
+            await self.client.patch("v1", "nodes", self.node_name, patch)
+            if cidr and known and known != cidr:
+                await self._drop_pod_network(f"Node {self.node_name} has spec.podCIDR {known} "
+                                             f"(set elsewhere), not this node's {cidr}")
             await self._post_status(existing.get("status"))
         self._reported_at = time.monotonic()
         await self._renew_lease()
+
+    async def _drop_pod_network(self, reason: str) -> None:
+        assert self.pod_network is not None
+        log.warning("pod network unavailable: %s; sandboxed pods share the host's network "
+                    "with loopback pod IPs in %s", reason, self._network)
+        network, self.pod_network = self.pod_network, None
+        await network.teardown()
 
     async def _post_status(self, previous: Mapping[str, Any] | None) -> None:
         status = self.node_status(previous)
@@ -530,8 +585,25 @@ class Kubelet:
         raise _Waiting("ContainerCreating", "Failed to create pod sandbox: no pod IP left in "
                        f"{self._network}", event="FailedCreatePodSandBox")
 
-    def release_ip(self, uid: str) -> None:
+    async def sandbox_network(self, pod: Mapping[str, Any], runtime: Runtime
+                              ) -> tuple[str, str]:
+        """The pod's IP and the network namespace its containers join ("": the host's)."""
+        if (pod.get("spec") or {}).get("hostNetwork"):
+            return self.node_ip, ""
+        if self.pod_network is None or not runtime.network_namespaces:
+            return self.pod_ip_for(pod), ""
+        try:
+            attachment = await self.pod_network.attach(pod["metadata"]["uid"])
+        except PodNetworkError as err:
+            raise _Waiting("ContainerCreating", "Failed to create pod sandbox: failed to set up "
+                           f"the pod's network: {err}", event="FailedCreatePodSandBox") from None
+        return attachment.ip, attachment.netns
+
+    async def release_network(self, uid: str) -> None:
+        """The pod is gone: its address, and its network namespace if it had one."""
         self._ips.pop(uid, None)
+        if self.pod_network is not None:
+            await self.pod_network.detach(uid)
 
     def resolv_conf(self, pod: Mapping[str, Any]) -> str:
         config, missing = pod_dns_config(pod, host=self.host_resolv,
@@ -681,8 +753,16 @@ class Kubelet:
                 await self._housekeeping_once()
 
     async def _housekeeping_once(self) -> None:
-        """Stop and forget containers of pods this node no longer has."""
+        """Stop and forget containers, and remove network namespaces, of pods this node no
+        longer has."""
         known = {p["metadata"].get("uid") for p in self.pod_informer.list()}
+        if self.pod_network is not None:
+            for uid in self.pod_network.attached() - known - set(self.workers):
+                log.info("removing the network namespace of pod %s, no longer bound here", uid)
+                try:
+                    await self.pod_network.detach(uid)
+                except PodNetworkError as err:
+                    log.warning("pod %s: %s", uid, err)
         for runtime in list(self._runtimes.values()):
             for status in await runtime.list_containers():
                 uid = status.labels.get(LABEL_POD_UID)
@@ -747,6 +827,12 @@ class Kubelet:
             return worker.sandbox.ip
         pod = self.find_pod(namespace, name)
         return ((pod or {}).get("status") or {}).get("podIP")
+
+    def pod_netns(self, namespace: str, name: str) -> str | None:
+        worker = self._worker(namespace, name)
+        if worker is not None and worker.sandbox is not None:
+            return worker.sandbox.netns or None
+        return None
 
     def pods(self) -> list[Mapping[str, Any]]:
         return self.pod_informer.list()

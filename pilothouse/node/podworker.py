@@ -9,12 +9,13 @@ one pass that moves the pod towards its spec and reports what is true:
    within the grace period (regular containers first, then sidecars), report the final
    status, finish the deletion (grace 0, as the kubelet does) and clean up.
 2. activeDeadlineSeconds passed: stop everything; Failed, reason DeadlineExceeded.
-3. Otherwise: the runtime (RuntimeClass), the sandbox (pod IP, hosts, resolv.conf), the
-   volumes; init containers one at a time (sidecars, restartPolicy Always, keep running
-   and must have started before the next); then the containers. An exited container is
-   restarted as restartPolicy says, after the kubelet's back-off (none for the first
-   restart, then 10 s doubling to 5 minutes; reset after 10 minutes of running), shown
-   as CrashLoopBackOff. A liveness failure stops the container, which then restarts.
+3. Otherwise: the runtime (RuntimeClass), the sandbox (pod IP and network namespace,
+   hosts, resolv.conf), the volumes; init containers one at a time (sidecars,
+   restartPolicy Always, keep running and must have started before the next); then the
+   containers. An exited container is restarted as restartPolicy says, after the
+   kubelet's back-off (none for the first restart, then 10 s doubling to 5 minutes; reset
+   after 10 minutes of running), shown as CrashLoopBackOff. A liveness failure stops the
+   container, which then restarts.
 4. The status is computed by `podstatus` and patched only when it changed.
 
 Problems a user must see become a container's waiting reason and a Warning event, as the
@@ -546,7 +547,7 @@ class PodWorker:
             return
         spec = pod.get("spec") or {}
         meta = pod["metadata"]
-        ip = self.kubelet.node_ip if spec.get("hostNetwork") else self.kubelet.pod_ip_for(pod)
+        ip, netns = await self.kubelet.sandbox_network(pod, self.runtime)
         hostname = spec.get("hostname") or meta["name"]
         if spec.get("hostNetwork"):
             hostname = self.kubelet.node_name
@@ -564,7 +565,7 @@ class PodWorker:
             hostname=hostname, pod_dir=self.kubelet.pod_dir(pod), ip=ip,
             hosts="\n".join(hosts) + "\n", resolv_conf=self.kubelet.resolv_conf(pod),
             labels={LABEL_POD_UID: meta["uid"], LABEL_POD_NAME: meta["name"],
-                    LABEL_POD_NAMESPACE: meta.get("namespace", "")})
+                    LABEL_POD_NAMESPACE: meta.get("namespace", "")}, netns=netns)
         try:
             await self.runtime.run_pod_sandbox(sandbox)
         except RuntimeFailure as err:
@@ -671,7 +672,7 @@ class PodWorker:
         if pod_dir is not None:
             await self.kubelet.volumes.cleanup(self.uid, pod_dir)
             await asyncio.to_thread(shutil.rmtree, pod_dir, True)
-        self.kubelet.release_ip(self.uid)
+        await self.kubelet.release_network(self.uid)
         self.done = True
 
     # -- status -----------------------------------------------------------------------------

@@ -11,7 +11,9 @@ node stats here, on the real kubelet's paths, so its side is a plain relay:
 - `/portForward/{ns}/{pod}?port=` (or `ports=`): over WebSocket, either kubectl's SPDY
   tunnel (`SPDY/3.1+portforward.k8s.io`, one data and one error stream per connection)
   or the channel protocol (two channels per port) the Python client uses. Each forwarded
-  connection is a TCP connection to the pod's IP.
+  connection is a TCP connection to the pod: for a pod in its own network namespace,
+  made inside it to localhost as containerd does (then to the pod's IP, for a server
+  bound to that only); else to the pod's IP.
 - `POST /run/{ns}/{pod}/{container}?cmd=`, `GET /pods`, `GET /stats/summary`, `GET /healthz`.
 
 What a pod is and how to run in it comes from the kubelet through `PodSource`; the
@@ -62,6 +64,7 @@ from multidict import MultiMapping
 from ..machinery.certs import certificate_builder
 from . import streaming
 from .logs import read_log
+from .podnet import connect_in_netns
 from .runtime.base import Runtime, RuntimeFailure, StreamSession
 from .streaming import ChannelProtocol, SpdySession, SpdyStream
 
@@ -83,6 +86,10 @@ class PodSource(Protocol):
     def container_running(self, namespace: str, name: str, container: str) -> bool: ...
 
     def pod_ip(self, namespace: str, name: str) -> str | None: ...
+
+    def pod_netns(self, namespace: str, name: str) -> str | None:
+        """The pinned network namespace of the pod, if it has its own."""
+
     def pods(self) -> list[Mapping[str, Any]]: ...
     async def stats_summary(self) -> dict[str, Any]: ...
 
@@ -420,7 +427,7 @@ class KubeletServer:
         if pod is None:
             return _text(404, "pod does not exist")
         target = _ForwardTarget(
-            ip=self._pods.pod_ip(namespace, name),
+            ip=self._pods.pod_ip(namespace, name), netns=self._pods.pod_netns(namespace, name),
             label=f"{name}_{namespace}, uid {(pod.get('metadata') or {}).get('uid', '')}")
         if tunnel:
             if not _is_websocket(request):
@@ -725,8 +732,25 @@ async def _finish(ws: web.WebSocketResponse, protocol: ChannelProtocol,
 @dataclass(frozen=True)
 class _ForwardTarget:
     ip: str | None
+    #: The pod's network namespace (None: it is on the host's network).
+    netns: str | None
     #: How error messages name the pod: "<name>_<namespace>, uid <uid>".
     label: str
+
+
+async def _dial(target: _ForwardTarget, port: int
+                ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the pod's port: in its own network namespace, to localhost first
+    (where containerd's port-forward dials), then to the pod's IP; else to the pod's IP."""
+    if target.ip is None:
+        raise OSError("the pod has no IP address yet")
+    if target.netns is None:
+        return await asyncio.open_connection(target.ip, port)
+    try:
+        sock = await connect_in_netns(target.netns, "127.0.0.1", port)
+    except ConnectionRefusedError:
+        sock = await connect_in_netns(target.netns, target.ip, port)
+    return await asyncio.open_connection(sock=sock)
 
 
 class _ByteStream(Protocol):
@@ -743,9 +767,7 @@ async def _forward(target: _ForwardTarget, port: int, client: _ByteStream,
     FORWARD_LINGER_SECONDS to finish; a failure goes to the error stream as the kubelet
     words it ("error forwarding port P to pod NAME_NS, uid U: ...")."""
     try:
-        if target.ip is None:
-            raise OSError("the pod has no IP address yet")
-        reader, writer = await asyncio.open_connection(target.ip, port)
+        reader, writer = await _dial(target, port)
     except OSError as err:
         detail = os.strerror(err.errno).lower() if err.errno else str(err)
         await report_error(f"error forwarding port {port} to pod {target.label}: "

@@ -118,6 +118,7 @@ class FakePods:
     log_dir: Path
     running: bool = True
     ip: str = "127.0.0.1"
+    netns: str | None = None
     pod: dict[str, Any] = field(default_factory=lambda: {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"namespace": NS, "name": POD, "uid": "uid-1"},
@@ -147,6 +148,9 @@ class FakePods:
 
     def pod_ip(self, namespace: str, name: str) -> str | None:
         return self.ip
+
+    def pod_netns(self, namespace: str, name: str) -> str | None:
+        return self.netns
 
     def pods(self) -> list[Mapping[str, Any]]:
         return [self.pod]

@@ -25,12 +25,20 @@ RUNTIMES: dict[str, type[Runtime]] = {
 
 def default_runtime() -> tuple[str, str]:
     """The runtime for pods that name none, and one line saying why (for the node's log):
-    the sandbox where bubblewrap can make namespaces, else the process runtime."""
+    the sandbox where bubblewrap can make namespaces, else the process runtime; and whether
+    sandboxed pods get network namespaces (`node/podnet.py`)."""
     try:
         SandboxRuntime.check()
     except RuntimeUnavailable as e:
         return "process", f"process: the sandbox runtime is unavailable: {e}"
-    return "sandbox", "sandbox: bubblewrap namespaces work here"
+    from pilothouse.node.podnet import unavailable  # podnet uses the process runtime's helpers
+
+    network = unavailable()
+    if network:
+        return "sandbox", (f"sandbox: bubblewrap namespaces work here, but pods share the "
+                           f"host's network: {network}")
+    return "sandbox", ("sandbox: bubblewrap namespaces work here; each pod gets its own "
+                       "network namespace on the node's bridge")
 
 
 __all__ = ["RUNTIMES", "default_runtime"]

@@ -57,13 +57,17 @@ class PodSandboxConfig:
     hostname: str
     #: DATA/pods/<namespace>_<name>_<uid>; the runtime keeps its own state under it.
     pod_dir: Path
-    #: The pod IP the kubelet allocated (a loopback address on the process/sandbox runtimes).
+    #: The pod IP the kubelet allocated: the address in the pod's network namespace, else
+    #: a loopback address on the host's network (or the node's IP with hostNetwork).
     ip: str
     #: Content of the pod's /etc/hosts and /etc/resolv.conf, written by the runtime.
     hosts: str
     resolv_conf: str
     #: Kubelet bookkeeping (pod uid, namespace, name), kept with the sandbox's state.
     labels: Mapping[str, str] = field(default_factory=dict)
+    #: The pinned network namespace every container of the pod joins (`podnet.py`), as
+    #: containers join their pause container's; "" for the host's network.
+    netns: str = ""
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,9 @@ class Runtime(abc.ABC):
 
     #: The RuntimeClass handler name and the containerID scheme ("process", "sandbox").
     name: str
+    #: Whether containers can be started in the pod's network namespace
+    #: (`PodSandboxConfig.netns`); a runtime without it runs pods on the host's network.
+    network_namespaces: bool = False
 
     @classmethod
     @abc.abstractmethod

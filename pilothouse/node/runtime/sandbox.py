@@ -3,9 +3,13 @@
 Built on the process runtime (same shim, state folders, logs, events, attach), with what a
 container runtime adds, using `bwrap` (Debian's bubblewrap) as the one privileged helper:
 
-- **Namespaces**: new mount, PID, IPC and UTS namespaces; not network (pods share the
-  host's network and bind their loopback pod IP; pod networking is a later step). bwrap's
-  own init is PID 1 and reaps orphans, as `docker run --init` does; the container's
+- **Namespaces**: new mount, PID, IPC and UTS namespaces; the network namespace is the
+  pod's (`PodSandboxConfig.netns`, made by the kubelet's pod network, `node/podnet.py`),
+  which every container of the pod joins as containers join their pause container's:
+  bwrap has no option to join one, so the shim runs `nsenter --net=<pin> bwrap ...`
+  (nsenter execs bwrap in the same process: ~1 ms). Without one (hostNetwork, or no pod
+  network on this node) pods share the host's network and bind their loopback pod IP.
+  bwrap's own init is PID 1 and reaps orphans, as `docker run --init` does; the container's
   process is PID 2, and stopping it signals every process in the namespace but that init.
 - **Filesystem**: the host's root, read-only: every top-level entry of `/` bound read-only
   onto bwrap's root and the root remounted read-only (so writing to /usr fails); a
@@ -20,8 +24,8 @@ container runtime adds, using `bwrap` (Debian's bubblewrap) as the one privilege
 - **Limits**: memory and CPU through cgroups v1 or v2 (`cgroups.py`); the kernel's OOM
   kill of a container shows as reason OOMKilled, exit code 137.
 
-`exec` enters the container's namespaces with `nsenter` (root and working dir included)
-with the container's environment, and joins its cgroups. Stats come from the cgroups
+`exec` enters the container's namespaces with `nsenter` (network, root and working dir
+included) with the container's environment, and joins its cgroups. Stats come from the cgroups
 (CPU time, memory usage minus inactive file), or from the namespace's processes where
 there are no cgroups. `check()` refuses when the agent is not root (nsenter into a pod's
 namespaces and the cgroups need it; a user's laptop then gets the process runtime), when
@@ -255,6 +259,7 @@ class SandboxRuntime(ProcessRuntime):
     """Containers in their own mount/PID/IPC/UTS namespaces (bwrap), limited by cgroups."""
 
     name = "sandbox"
+    network_namespaces = True
     _unavailable: str | None = None
 
     def __init__(self, pods_root: Path, run_dir: Path, *, host_path: str | None = None,
@@ -338,7 +343,10 @@ class SandboxRuntime(ProcessRuntime):
         args_file = folder / "bwrap.args"
         args_file.write_bytes(b"".join(os.fsencode(o) + b"\0" for o in options))
         argv = [self.bwrap, "--args", str(ARGS_FD), "--", *config.argv]
-        return {"exe": self.bwrap, "argv": argv, "env": env, "cwd": "/", "sandbox": True,
+        exe = self.bwrap
+        if sandbox.netns:
+            exe, argv = self.nsenter, [self.nsenter, f"--net={sandbox.netns}", "--", *argv]
+        return {"exe": exe, "argv": argv, "env": env, "cwd": "/", "sandbox": True,
                 "args_file": str(args_file),
                 "display_cwd": cwd, "cgroups": [str(f) for f in cgroups.folders],
                 "oom_files": [str(f) for f in cgroups.oom_files]}
@@ -383,7 +391,7 @@ class SandboxRuntime(ProcessRuntime):
                 with contextlib.suppress(OSError), open(path, "w") as f:
                     f.write(me)
 
-        command = [self.nsenter, "-t", str(pid), "-m", "-u", "-i", "-p", "-r", "-w", "--",
+        command = [self.nsenter, "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "-r", "-w", "--",
                    *argv]
         if tty:
             # Inside the PID namespace the program must lead its own session to own the

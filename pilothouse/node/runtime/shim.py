@@ -20,8 +20,9 @@ What it does, in order:
    by writing the pid to each `cgroup.procs` *before* exec (so nothing runs unaccounted),
    chdir, exec. A failed chdir or exec comes back through a close-on-exec pipe, so the
    runtime reports `RunContainerError` instead of a container that never ran. For the
-   sandbox runtime the program is `bwrap`; bwrap reports the pid of the namespace's init
-   on fd 3 (`--info-fd`), and the container's own process is that init's child.
+   sandbox runtime the program is `bwrap` (exec'd by `nsenter --net` when the pod has its
+   own network namespace); bwrap reports the pid of the namespace's init on fd 3
+   (`--info-fd`), and the container's own process is that init's child.
 3. Writes `state.json` (atomically) with the pid and its start time from /proc (so a
    reused pid is never mistaken for the container), startedAt, and its own pid, then
    reports `{"pid": ...}` or `{"error": ...}` as one JSON line on its stdout to the
