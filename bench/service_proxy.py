@@ -1,6 +1,7 @@
 """Service traffic: requests through a cluster IP and a node port beside straight to the pod.
 
     python bench/service_proxy.py [--requests 2000] [--connections 300] [--seconds 3]
+                                  [--proxy-mode auto|userspace|nftables]
 
 Starts `pilothouse up` (with its node agent and service proxy) on a temp dir, runs one pod
 serving HTTP/1.1 (a small asyncio server: `/ping` answers 2 bytes, `/bytes/N` N bytes) behind
@@ -317,9 +318,9 @@ def rows_for(client: str, figures: dict[str, dict[str, float]]) -> list[list[obj
     return rows
 
 
-def main(requests: int, connections: int, seconds: float) -> None:
+def main(requests: int, connections: int, seconds: float, proxy_mode: str) -> None:
     print(machine_line())
-    with running_server("up", timeout=90) as server:
+    with running_server("up", timeout=90, args=("--proxy-mode", proxy_mode)) as server:
         print(server.ready_line)
         pod_ip, node_port, cluster_ip = asyncio.run(start_workload(server))
         targets = {"direct to the pod": (pod_ip, 8080),
@@ -342,6 +343,8 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--proxy-mode", choices=("auto", "userspace", "nftables"),
+                        default="auto", help="the node proxy's mode (`up --proxy-mode`)")
     args = parser.parse_args()
     new_event_loop_policy()
-    main(args.requests, args.connections, args.seconds)
+    main(args.requests, args.connections, args.seconds, args.proxy_mode)

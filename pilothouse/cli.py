@@ -36,6 +36,7 @@ from .apiserver.server import APIServer, Settings
 from .apiserver.serviceips import parse_port_range, parse_service_cidr
 from .machinery.addresses import NODE_PORT_RANGE, SERVICE_CLUSTER_IP_RANGE
 from .machinery.names import is_dns1123_subdomain, is_qualified_name, is_valid_label_value
+from .node.proxy import PROXY_MODES
 from .node.runtime import RUNTIMES
 from .store import DataDirInUse
 from .supervisor import Child
@@ -91,7 +92,7 @@ def write_component_kubeconfigs(pki: PKI, directory: Path, server: str) -> None:
 
 
 async def _run(settings: Settings, *, started: float, with_components: bool,
-               with_node: bool, log_level: str) -> int:
+               with_node: bool, log_level: str, proxy_mode: str = "auto") -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -120,7 +121,7 @@ async def _run(settings: Settings, *, started: float, with_components: bool,
         if with_node:
             print(f"Node runtime: {runtime} ({why})", flush=True)
         children = _up_components(components, log_level, settings.data_dir,
-                                  runtime if with_node else None)
+                                  runtime if with_node else None, proxy_mode)
     for child in children:
         child.start()
     elapsed = time.monotonic() - started
@@ -137,7 +138,7 @@ async def _run(settings: Settings, *, started: float, with_components: bool,
 
 
 def _up_components(components: Path, log_level: str, data_dir: Path,
-                   runtime: str | None) -> list[Child]:
+                   runtime: str | None, proxy_mode: str = "auto") -> list[Child]:
     """The components `up` runs beside the API server, each its own process and identity:
     the control loops, the scheduler, the cloud controllers with the local provider
     (LoadBalancer addresses from 127.97.0.0/16) and (unless `runtime` is None,
@@ -160,7 +161,8 @@ def _up_components(components: Path, log_level: str, data_dir: Path,
         children.append(Child(
             "node", ["--log-level", log_level, "node", "--kubeconfig",
                      str(components / "node.kubeconfig"), "--data-dir", str(data_dir),
-                     "--port", "0", "--runtime", runtime, "--cloud-provider", "external"],
+                     "--port", "0", "--runtime", runtime, "--cloud-provider", "external",
+                     "--proxy-mode", proxy_mode],
             stop_grace=NODE_SHUTDOWN_GRACE + 5))
     return children
 
@@ -195,7 +197,8 @@ def _serve(args: argparse.Namespace, *, with_components: bool) -> int:
         service_cluster_ip_range=service_range, service_node_port_range=node_ports)
     return _runner()(_run(settings, started=started, with_components=with_components,
                           with_node=with_components and not getattr(args, "disable_agent", False),
-                          log_level=args.log_level))
+                          log_level=args.log_level,
+                          proxy_mode=getattr(args, "proxy_mode", "auto")))
 
 
 def _controller_manager(args: argparse.Namespace) -> int:
@@ -372,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--port", type=_port, default=DEFAULT_PORT,
                          help="HTTPS port on 127.0.0.1 (default 6443)")
         if name == "up":
+            sub.add_argument("--proxy-mode", choices=PROXY_MODES, default="auto",
+                             help="the node's service proxy mode, as `pilothouse node "
+                                  "--proxy-mode` (default auto)")
             sub.add_argument("--disable-agent", action="store_true",
                              help="run the control plane only, without the node agent (as "
                                   "k3s server --disable-agent); join nodes with "
@@ -437,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     node.add_argument("--shutdown-grace-period", type=_seconds, default=NODE_SHUTDOWN_GRACE,
                       help="on SIGTERM, the longest the agent waits for its pods to stop "
                            f"(default {NODE_SHUTDOWN_GRACE:g})")
-    node.add_argument("--proxy-mode", choices=("auto", "userspace", "nftables"), default="auto",
+    node.add_argument("--proxy-mode", choices=PROXY_MODES, default="auto",
                       help="how the node's service proxy forwards (kube-proxy's --proxy-mode): "
                            "nftables where root and the nft tool allow, else userspace "
                            "(default auto)")
