@@ -145,6 +145,33 @@ def test_a_pod_reaches_a_deployment_by_service_name_and_cluster_ip(
     assert seen["env"] == "127.96.0.1:443"
 
 
+PROCESS_CLIENT = """
+import json, os, urllib.request
+def get(url):
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode()
+host, port = os.environ["WEB_SERVICE_HOST"], os.environ["WEB_SERVICE_PORT"]
+print(json.dumps({"env": sorted({get(f"http://{host}:{port}/") for _ in range(10)})}))
+"""
+
+
+def test_a_process_runtime_pod_reaches_a_service_by_its_variables(
+        cluster: Cluster, ns: str, web: list[str]) -> None:
+    apply(cluster, service(ns), {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                                 "metadata": {"name": f"plain-{ns}"}, "handler": "process"})
+    try:
+        cluster.kubectl("apply", "-f", "-", input=pod_manifest(
+            "client", ns, ["python", "-c", PROCESS_CLIENT], restartPolicy="Never",
+            runtimeClassName=f"plain-{ns}"))
+        pod = wait_pod(cluster, ns, "client", phase_is("Succeeded"), "reached the service",
+                       timeout=60)
+        assert pod["status"]["podIP"].startswith("127.")  # the host's network, its own address
+        seen = json.loads(cluster.kubectl("logs", "client", "-n", ns).stdout)
+        assert seen["env"] == web
+    finally:
+        cluster.kubectl("delete", "runtimeclass", f"plain-{ns}", check=False)
+
+
 def test_endpoints_follow_readiness(cluster: Cluster, ns: str, web: list[str]) -> None:
     apply(cluster, service(ns))
     cluster_ip = (get_json(cluster, "service", "web", "-n", ns) or {})["spec"]["clusterIP"]
