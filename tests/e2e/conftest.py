@@ -186,6 +186,8 @@ def wait_node_ready(cluster: Cluster, name: str, timeout: float = 60) -> dict[st
 
 #: The image tests run: a Python virtual environment on the node, made on first use.
 IMAGE = "python:3.11"
+#: The env var pods bind their servers with: their own pod IP, from the downward API.
+POD_IP_ENV = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
 
 
 def node_name() -> str:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 
-from .conftest import IMAGE, Cluster, get_json, phase_is, pod_manifest, wait_pod
-
-POD_IP_ENV = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+from .conftest import IMAGE, POD_IP_ENV, Cluster, get_json, phase_is, pod_manifest, wait_pod
 
 CLIENT = """
 import json, socket, time, urllib.request

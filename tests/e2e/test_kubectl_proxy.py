@@ -16,9 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .conftest import IMAGE, KUBECTL, Cluster, wait_for, wait_pod
-
-POD_IP_ENV = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+from .conftest import IMAGE, KUBECTL, POD_IP_ENV, Cluster, wait_for, wait_pod
 
 
 def ready(pod: dict) -> bool:

@@ -20,6 +20,7 @@ from pilothouse.machinery.addresses import pod_network, pod_subnet
 
 from .conftest import (
     IMAGE,
+    POD_IP_ENV,
     Cluster,
     container_state,
     get_json,
@@ -39,7 +40,6 @@ SERVER = ["python", "-c",
           "        self.end_headers(); self.wfile.write(body)\n"
           "    def log_message(self, *a): pass\n"
           "http.server.HTTPServer((os.environ['POD_IP'], 8080), H).serve_forever()\n"]
-POD_IP_ENV = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
 
 
 def running(pod: dict) -> bool:

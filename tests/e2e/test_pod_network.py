@@ -24,6 +24,7 @@ from pilothouse.machinery.addresses import (
 
 from .conftest import (
     KUBECTL,
+    POD_IP_ENV,
     Cluster,
     container_state,
     get_json,
@@ -40,7 +41,6 @@ from .conftest import (
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="pods get network namespaces only when the node is root")
 
-POD_IP_ENV = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
 
 
 def server(bind: str) -> list[str]:

@@ -26,6 +26,7 @@ from pilothouse.node.proxy import proxy_mode
 from .conftest import (
     IMAGE,
     KUBECTL,
+    POD_IP_ENV,
     Cluster,
     get_json,
     node_name,
@@ -38,7 +39,6 @@ from .conftest import (
     wait_pod,
 )
 
-POD_IP_ENV = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
 SERVER = """
 import http.server, os
 class Handler(http.server.BaseHTTPRequestHandler):
