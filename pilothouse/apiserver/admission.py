@@ -6,6 +6,9 @@ plugin's `validate` (which may only refuse: ResourceQuota) after the kind's vali
 A refusal is an APIError (403 Forbidden for quota, as a real cluster answers) and the
 write changes nothing. Plugins read other objects through the registry they are given.
 
+Dynamic admission (the webhooks of webhooks.py) runs after this chain's `mutate` and before
+its `validate`, and is asked with an `AdmissionRequest`, the attributes of the write.
+
 The chain, in kube-apiserver's order: LimitRanger (defaults a new pod's container
 resources from the namespace's LimitRanges, then enforces their min/max/ratio on pods and
 claims), ServiceAccount (a new pod runs as an existing service account, `default` unless
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +35,7 @@ from . import quota
 from .registry.builtin import BUILTIN_RESOURCES
 
 if TYPE_CHECKING:
+    from .rbac import UserInfo
     from .registry import Resource
     from .registry.generic import GenericRegistry
 
@@ -60,6 +65,28 @@ TOKEN_EXPIRATION_SECONDS = 3607
 #: Looking up `default`, which its controller creates just after the namespace, is tried
 #: this often, 100-200 ms apart, before the pod is refused (as upstream's getServiceAccount).
 DEFAULT_ACCOUNT_LOOKUPS = 10
+
+
+@dataclass
+class AdmissionRequest:
+    """What one write asks of admission (admission.Attributes)."""
+
+    resource: Resource
+    operation: str  # CREATE | UPDATE | DELETE
+    namespace: str
+    name: str
+    obj: dict[str, Any] | None
+    old: dict[str, Any] | None
+    subresource: str = ""
+    dry_run: bool = False
+    options: dict[str, Any] | None = None
+    user: UserInfo | None = None
+    #: The kind the objects are (autoscaling/v1 Scale for `scale`); the resource's own if None.
+    kind: tuple[str, str, str] | None = None
+
+    def gvk(self) -> tuple[str, str, str]:
+        res = self.resource
+        return self.kind or (res.group, res.version, res.kind)
 
 
 class AdmissionPlugin:

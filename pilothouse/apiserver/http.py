@@ -142,7 +142,7 @@ class Request:
             raise errors.bad_request("fieldManager: must be at most 128 characters")
         force = self.flag("force")
         return WriteOptions(dry_run=bool(dry_run), field_manager=manager,
-                            field_validation=validation, force=force)
+                            field_validation=validation, force=force, user=self.user)
 
 
 @dataclass

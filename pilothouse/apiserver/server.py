@@ -17,6 +17,9 @@ and node ports from the configured ranges (`serviceips.py`), runs the repair loo
 keeps those allocations true (`servicerepair.py`), and keeps the `kubernetes` Service (the
 range's first address) and its Endpoints and EndpointSlice pointing at itself, as
 kube-apiserver's endpoint reconciler does.
+
+Dynamic admission webhooks (`webhooks.py`) are fed from the watch cache and called from the
+registry's write path.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from .serviceips import DEFAULT_NODE_PORT_RANGE, IPNetwork, PortRange, ServiceAd
 from .servicerepair import DEFAULT_INTERVAL, ServiceAddressRepair
 from .special import SpecialHandlers
 from .watchcache import WatchCache
+from .webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +202,8 @@ class APIServer:
                 node_port_range=settings.service_node_port_range))
         self.watch_cache = watch_cache = WatchCache(store)
         await watch_cache.start()
+        registry.webhooks = webhooks = WebhookDispatcher(registry, table)
+        await webhooks.start(watch_cache)
         authorizer = RBACAuthorizer()
         tokens = ServiceAccountTokens(load_signing_key(self.pki.sa_key))
 
@@ -235,7 +241,7 @@ class APIServer:
         crds = CRDController(table=table, registry=registry, watch_cache=watch_cache,
                              openapi=openapi)
         await crds.start()
-        self._stoppers = [crds.stop, watch_cache.stop]
+        self._stoppers = [crds.stop, webhooks.stop, watch_cache.stop]
         self._tasks.append(asyncio.create_task(self._compact_forever(store), name="compactor"))
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, http=_TLSIdentityProtocol,

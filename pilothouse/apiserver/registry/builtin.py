@@ -165,6 +165,13 @@ BUILTIN_RESOURCES: tuple[Resource, ...] = (
              verbs=("get", "list"), stored=False),
     Resource("metrics.k8s.io", "v1beta1", "pods", "pod", "PodMetrics", True,
              verbs=("get", "list"), stored=False),
+    # admissionregistration.k8s.io/v1: the dynamic admission webhooks (webhooks.py)
+    Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+             "mutatingwebhookconfiguration", "MutatingWebhookConfiguration", False,
+             categories=("api-extensions",)),
+    Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+             "validatingwebhookconfiguration", "ValidatingWebhookConfiguration", False,
+             categories=("api-extensions",)),
     # apiextensions.k8s.io/v1
     Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions",
              "customresourcedefinition", "CustomResourceDefinition", False,

@@ -465,6 +465,33 @@ def default_network_policy(policy: dict) -> None:
         spec["policyTypes"] = ["Ingress", "Egress"] if has_egress else ["Ingress"]
 
 
+def _default_webhooks(config: dict, *, mutating: bool) -> None:
+    """admissionregistration/v1 SetDefaults_ValidatingWebhook / _MutatingWebhook, _Rule and
+    _ServiceReference."""
+    for hook in _items(config, "webhooks"):
+        _default(hook, "failurePolicy", "Fail")
+        _default(hook, "matchPolicy", "Equivalent")
+        for selector in ("namespaceSelector", "objectSelector"):
+            if hook.get(selector) is None:
+                hook[selector] = {}
+        _default(hook, "timeoutSeconds", 10)
+        if mutating:
+            _default(hook, "reinvocationPolicy", "Never")
+        for rule in _items(hook, "rules"):
+            _default(rule, "scope", "*")
+        service = (hook.get("clientConfig") or {}).get("service")
+        if isinstance(service, dict):
+            _default(service, "port", 443)
+
+
+def default_validating_webhook_configuration(config: dict) -> None:
+    _default_webhooks(config, mutating=False)
+
+
+def default_mutating_webhook_configuration(config: dict) -> None:
+    _default_webhooks(config, mutating=True)
+
+
 DEFAULTERS: dict[tuple[str, str], Defaulter] = {
     ("", "Pod"): default_pod,
     ("", "PodTemplate"): default_pod_template,
@@ -490,6 +517,10 @@ DEFAULTERS: dict[tuple[str, str], Defaulter] = {
     (_RBAC, "RoleBinding"): default_binding,
     (_RBAC, "ClusterRoleBinding"): default_binding,
     ("networking.k8s.io", "NetworkPolicy"): default_network_policy,
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"):
+        default_validating_webhook_configuration,
+    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"):
+        default_mutating_webhook_configuration,
 }
 
 __all__ = ["DEFAULTERS", "canonical_quantity", "default_pod_spec", "job_prepare_for_create"]

@@ -24,7 +24,7 @@ import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -36,7 +36,7 @@ from ...machinery.quota import pod_qos_class
 from ...machinery.selectors import FieldSelector, LabelSelector, selector_string_from_dict
 from ...store import Compacted, KeyExists, KeyNotFound, KeyValue, RevisionMismatch, Store
 from .. import schema as structural
-from ..admission import AdmissionPlugin
+from ..admission import AdmissionPlugin, AdmissionRequest
 from ..crd import default_crd, validate_crd, validate_crd_update
 from ..openapi import builtin_schema, model_for
 from ..serviceips import Allocation, ServiceAddresses, prepare_service_update
@@ -51,6 +51,10 @@ from .validation import (
     validate_object_meta,
     validate_object_meta_update,
 )
+
+if TYPE_CHECKING:
+    from ..rbac import UserInfo
+    from ..webhooks import WebhookDispatcher
 
 CRD_KEY = ("apiextensions.k8s.io", "CustomResourceDefinition")
 SERVICE_KEY = ("", "Service")
@@ -99,6 +103,8 @@ class WriteOptions:
     field_validation: str = "Warn"  # Strict | Warn | Ignore
     force: bool = False
     warnings: list[str] = field(default_factory=list)
+    #: Who asks: what admission webhooks are told (userInfo); None for the server's own.
+    user: UserInfo | None = None
 
 
 @dataclass
@@ -156,6 +162,8 @@ class GenericRegistry:
                  service_addresses: ServiceAddresses | None = None) -> None:
         self.store = store
         self.admission = tuple(admission)
+        #: The dynamic admission webhooks (webhooks.py), once the server has wired them.
+        self.webhooks: WebhookDispatcher | None = None
         #: Services' cluster IPs and node ports (the default ranges unless configured).
         self.service_addresses = service_addresses or ServiceAddresses(store)
 
@@ -251,7 +259,7 @@ class GenericRegistry:
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = generate_name(str(meta["generateName"]))
         meta.pop("managedFields", None)
-        allocation = await self._prepare_new(res, namespace, obj, dry_run=opts.dry_run)
+        allocation = await self._prepare_new(res, namespace, obj, opts)
         self._warn(res, obj, opts)
         try:
             record_update(None, obj, manager=opts.field_manager or "unknown", now=rfc3339(),
@@ -262,8 +270,8 @@ class GenericRegistry:
                 await allocation.revert()
             raise
 
-    async def _prepare_new(self, res: Resource, namespace: str | None, obj: dict, *,
-                           dry_run: bool) -> Allocation | None:
+    async def _prepare_new(self, res: Resource, namespace: str | None, obj: dict,
+                           opts: WriteOptions) -> Allocation | None:
         """Everything a create does between decoding and storing (PrepareForCreate + Validate).
 
         A Service's addresses are claimed here, before validation as kube-apiserver's
@@ -284,17 +292,21 @@ class GenericRegistry:
             prepare(obj)
         allocation = None
         if (res.group, res.kind) == SERVICE_KEY:
-            allocation = await self.service_addresses.allocate_create(obj, dry_run=dry_run)
+            allocation = await self.service_addresses.allocate_create(obj,
+                                                                      dry_run=opts.dry_run)
         try:
             for plugin in self.admission:
                 await plugin.mutate(self, res, obj, None)
+            review = self._admission_request(res, "CREATE", obj, None, opts)
+            await self._mutating_webhooks(review, obj, opts)
             self._validate(res, obj, None)
             if (res.group, res.kind) == ("", "Pod"):
                 # From the resources admission may have defaulted, once validation has
                 # checked that every quantity parses.
                 obj["status"]["qosClass"] = pod_qos_class(obj)
+            await self._validating_webhooks(review, opts)
             for plugin in self.admission:
-                await plugin.validate(self, res, obj, None, dry_run=dry_run)
+                await plugin.validate(self, res, obj, None, dry_run=opts.dry_run)
         except BaseException:
             if allocation is not None:
                 await allocation.revert()
@@ -424,6 +436,60 @@ class GenericRegistry:
         if causes:
             name = (obj.get("metadata") or {}).get("name") or ""
             raise errors.invalid(res.kind, name, causes, res.group)
+
+    def _admission_request(self, res: Resource, operation: str, obj: dict[str, Any] | None,
+                           old: dict[str, Any] | None, opts: WriteOptions,
+                           subresource: str = "", *,
+                           options: dict[str, Any] | None = None) -> AdmissionRequest | None:
+        """What the admission webhooks are asked about this write; None (at the cost of two
+        dict lookups) when no webhook could match the resource."""
+        hooks = self.webhooks
+        if hooks is None or not (hooks.candidates(True, res.group, res.plural)
+                                 or hooks.candidates(False, res.group, res.plural)):
+            return None
+        meta = (obj if obj is not None else old or {}).get("metadata") or {}
+        kind = None
+        if subresource == "scale" and obj is not None and old is not None:
+            obj, old, kind = self.to_scale(res, obj), self.to_scale(res, old), (
+                "autoscaling", "v1", "Scale")
+        option_kinds = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions",
+                        "DELETE": "DeleteOptions"}
+        sent = {**(options or {}), "kind": option_kinds[operation],
+                "apiVersion": "meta.k8s.io/v1"}
+        if opts.dry_run:
+            sent["dryRun"] = ["All"]
+        if opts.field_manager and operation != "DELETE":
+            sent["fieldManager"] = opts.field_manager
+        namespace = meta.get("namespace", "")
+        if (res.group, res.plural) == ("", "namespaces"):
+            namespace = meta.get("name", "")  # as upstream's request attributes name it
+        return AdmissionRequest(resource=res, operation=operation, namespace=namespace,
+                                name=meta.get("name", ""), obj=obj, old=old,
+                                subresource=subresource, dry_run=opts.dry_run, options=sent,
+                                user=opts.user, kind=kind)
+
+    async def _mutating_webhooks(self, review: AdmissionRequest | None,
+                                 obj: dict[str, Any] | None, opts: WriteOptions) -> None:
+        """Mutating admission webhooks, which patch `review.obj`: `obj` itself, read as a
+        request body is (unknown fields dropped, defaults filled in again), or for the
+        scale subresource the Scale, whose replicas are then written back to `obj`."""
+        if review is None or self.webhooks is None:
+            return
+        if not await self.webhooks.mutate(review, opts) or obj is None or review.obj is None:
+            return
+        res = review.resource
+        if review.kind is not None and res.scale_paths is not None:
+            _set_path(obj, res.scale_paths[0], (review.obj.get("spec") or {}).get("replicas"))
+            return
+        schema = self._schema(res)
+        if schema is not None:
+            structural.prune(obj, schema)
+        self._default(res, obj)
+
+    async def _validating_webhooks(self, review: AdmissionRequest | None,
+                                   opts: WriteOptions) -> None:
+        if review is not None and self.webhooks is not None:
+            await self.webhooks.validate(review, opts)
 
     @staticmethod
     def _warn(res: Resource, obj: dict[str, Any], opts: WriteOptions) -> None:
@@ -560,7 +626,7 @@ class GenericRegistry:
             None, obj, manager=manager, force=opts.force,
             model=model_for(res.group, res.version, res.kind), now=rfc3339(),
         )
-        allocation = await self._prepare_new(res, namespace, applied, dry_run=opts.dry_run)
+        allocation = await self._prepare_new(res, namespace, applied, opts)
         self._warn(res, applied, opts)
         try:
             return await self._store_create(res, applied, opts)
@@ -627,12 +693,12 @@ class GenericRegistry:
                 if key in old_meta:
                     new_meta[key] = old_meta[key]
         if (res.group, res.kind) != SERVICE_KEY or subresource == "status":
-            return await self._admit_and_write(res, kv, old, new, opts)
+            return await self._admit_and_write(res, kv, old, new, opts, subresource)
         # A Service's new addresses are claimed before validation (BeginUpdate); those it
         # gives up are released only once the update is stored.
         allocation = await self.service_addresses.allocate_update(new, old, dry_run=opts.dry_run)
         try:
-            written = await self._admit_and_write(res, kv, old, new, opts)
+            written = await self._admit_and_write(res, kv, old, new, opts, subresource)
         except BaseException:
             await allocation.revert()
             raise
@@ -640,12 +706,16 @@ class GenericRegistry:
         return written
 
     async def _admit_and_write(self, res: Resource, kv: KeyValue, old: dict[str, Any],
-                               new: dict[str, Any], opts: WriteOptions) -> dict[str, Any]:
+                               new: dict[str, Any], opts: WriteOptions,
+                               subresource: str = "") -> dict[str, Any]:
         """The end of an update: admission, validation, managedFields, the CAS write."""
         old_meta, new_meta = old["metadata"], new["metadata"]
         for plugin in self.admission:
             await plugin.mutate(self, res, new, old)
+        review = self._admission_request(res, "UPDATE", new, old, opts, subresource)
+        await self._mutating_webhooks(review, new, opts)
         self._validate(res, new, old)
+        await self._validating_webhooks(review, opts)
         for plugin in self.admission:
             await plugin.validate(self, res, new, old, dry_run=opts.dry_run)
         new_meta["managedFields"] = old_meta.get("managedFields")
@@ -783,6 +853,9 @@ class GenericRegistry:
                 raise errors.not_found(res.plural, name, res.group)
             obj = decode(kv, res)
             self._check_preconditions(res, obj, options)
+            review = self._admission_request(res, "DELETE", None, obj, opts, options=options)
+            await self._mutating_webhooks(review, None, opts)
+            await self._validating_webhooks(review, opts)
             try:
                 return await self._delete_one(res, kv, obj, options, opts)
             except RevisionMismatch:

@@ -10,7 +10,8 @@ rejected object reads the same here as there. The rules follow
 
 This module owns object metadata, the shared field checks and the core, storage, RBAC and
 small-group kinds; validation_workloads.py owns pods and their controllers (apps, batch),
-validation_networking.py the networking.k8s.io kinds. Import the tables from here;
+validation_networking.py the networking.k8s.io kinds, validation_admissionregistration.py
+the webhook configurations. Import the tables from here;
 `WARNINGS` gives the warnings a write of a kind earns (WarningsOnCreate/OnUpdate).
 """
 
@@ -1115,8 +1116,12 @@ def validate_binding_update(new: dict, old: dict) -> list[Cause]:
 
 # ---------------------------------------------------------------------------------------
 # The tables the API server consults. Pods, apps and batch come from validation_workloads,
-# networking.k8s.io from validation_networking.
+# networking.k8s.io from validation_networking, admissionregistration.k8s.io from
+# validation_admissionregistration.
 
+from .validation_admissionregistration import (  # noqa: E402 -- it builds on the checks above
+    ADMISSION_VALIDATORS,
+)
 from .validation_networking import (  # noqa: E402 -- it builds on the checks above
     NETWORKING_VALIDATORS,
     NETWORKING_WARNINGS,
@@ -1150,6 +1155,7 @@ VALIDATORS: dict[tuple[str, str], Validator] = {
     (RBAC_GROUP, "ClusterRoleBinding"): validate_cluster_role_binding,
     **WORKLOAD_VALIDATORS,
     **NETWORKING_VALIDATORS,
+    **ADMISSION_VALIDATORS,
 }
 
 UPDATE_VALIDATORS: dict[tuple[str, str], UpdateValidator] = {
