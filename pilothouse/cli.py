@@ -141,10 +141,10 @@ def _up_components(components: Path, log_level: str, data_dir: Path,
                    runtime: str | None, proxy_mode: str = "auto") -> list[Child]:
     """The components `up` runs beside the API server, each its own process and identity:
     the control loops, the scheduler, the cloud controllers with the local provider
-    (LoadBalancer addresses from 127.97.0.0/16) and (unless `runtime` is None,
-    `--disable-agent`) one node agent sharing the data dir (its pods' folders and logs live
-    in DATA/pods), which the cloud controllers initialize as `--cloud-provider external`
-    nodes are. Later issues add the Kubeflow operators here.
+    (LoadBalancer addresses from 127.97.0.0/16), the Kubeflow operators (training so far)
+    and (unless `runtime` is None, `--disable-agent`) one node agent sharing the data dir
+    (its pods' folders and logs live in DATA/pods), which the cloud controllers initialize
+    as `--cloud-provider external` nodes are.
     """
     children = [
         Child("controller-manager", ["--log-level", log_level, "controller-manager",
@@ -156,6 +156,8 @@ def _up_components(components: Path, log_level: str, data_dir: Path,
         Child("cloud-controller-manager",
               ["--log-level", log_level, "cloud-controller-manager", "--kubeconfig",
                str(components / "cloud-controller-manager.kubeconfig")]),
+        Child("operators", ["--log-level", log_level, "operators", "--kubeconfig",
+                            str(components / "kubeflow-operators.kubeconfig")]),
     ]
     if runtime is not None:
         children.append(Child(
@@ -228,6 +230,21 @@ def _cloud_controller_manager(args: argparse.Namespace) -> int:
             cluster_name=args.cluster_name, leader_elect=args.leader_elect, controllers=only)))
     except ValueError as exc:
         print(f"pilothouse cloud-controller-manager: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _operators(args: argparse.Namespace) -> int:
+    from .kubeflow.operators import run_training_operator
+
+    only = [c.strip() for c in args.controllers.split(",") if c.strip()] if args.controllers \
+        else None
+    try:
+        _runner()(_until_signal(run_training_operator(
+            args.kubeconfig, leader_elect=args.leader_elect,
+            gang_scheduler_name=args.gang_scheduler_name or None, controllers=only)))
+    except ValueError as exc:
+        print(f"pilothouse operators: {exc}", file=sys.stderr)
         return 2
     return 0
 
@@ -421,6 +438,19 @@ def main(argv: list[str] | None = None) -> int:
                        help="comma-separated: service, cloud-node, cloud-node-lifecycle "
                             "(default: all)")
     cloud.add_argument("--no-leader-elect", dest="leader_elect", action="store_false")
+    operators = commands.add_parser(
+        "operators", help="run the Kubeflow operators (training: PyTorchJob, TFJob, "
+                          "XGBoostJob, JAXJob) against any cluster")
+    operators.add_argument("--kubeconfig", default=None,
+                           help="the cluster to run against (default: in-cluster config)")
+    operators.add_argument("--controllers", default="",
+                           help="comma-separated: pytorchjob-controller, tfjob-controller, "
+                                "xgboostjob-controller, jaxjob-controller (default: all)")
+    operators.add_argument("--gang-scheduler-name", default="default-scheduler",
+                           help="the scheduler that gang-schedules PodGroups (scheduling.x-k8s.io"
+                                "/v1alpha1); empty: no gang scheduling (default "
+                                "default-scheduler, whose Coscheduling plugin does it here)")
+    operators.add_argument("--no-leader-elect", dest="leader_elect", action="store_false")
     scheduler = commands.add_parser("scheduler", help="run the scheduler")
     scheduler.add_argument("--kubeconfig", required=True)
     scheduler.add_argument("--scheduler-name", default="default-scheduler")
@@ -481,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
         return _cloud_controller_manager(args)
     if args.command == "scheduler":
         return _scheduler(args)
+    if args.command == "operators":
+        return _operators(args)
     if args.command == "node":
         return _node(args)
     return _serve(args, with_components=args.command == "up")

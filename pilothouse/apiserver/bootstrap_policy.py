@@ -500,15 +500,23 @@ def _controller_roles() -> dict[str, list[dict[str, list[str]]]]:
 
 
 def _kubeflow_operators_rules() -> list[dict[str, list[str]]]:
-    # The first cut: what the training operators create and watch. Later issues extend
-    # this role (Katib, Pipelines, notebooks, profiles) as each operator lands.
+    # What the training operator does and nothing more: install and update its CRDs, read
+    # its jobs, write their status, delete them after ttlSecondsAfterFinished; keep one pod
+    # and one headless Service per replica and a PodGroup per gang-scheduled job; record
+    # Events (created, then their counts patched); hold its leader lease. Later issues
+    # extend this role (Katib, Pipelines, notebooks, profiles) as each operator lands.
+    jobs = ["jaxjobs", "mpijobs", "pytorchjobs", "tfjobs", "xgboostjobs"]
     return [
-        _rule(["*"], ["kubeflow.org"], ["*"]),
-        _rule(_READ_WRITE, [""], ["configmaps", "events", "pods", "services"]),
-        _rule(_READ, [""], ["pods/log", "pods/status"]),
-        _rule(["create", "patch", "update"], ["events.k8s.io"], ["events"]),
-        _rule(_READ_WRITE, ["apps"], ["deployments", "statefulsets"]),
-        _rule(_READ_WRITE, ["batch"], ["jobs"]),
+        _rule(["create", "get", "list", "update", "watch"], ["apiextensions.k8s.io"],
+              ["customresourcedefinitions"]),
+        _rule(["delete", "get", "list", "watch"], ["kubeflow.org"], jobs),
+        _rule(["get", "patch", "update"], ["kubeflow.org"], [f"{j}/status" for j in jobs]),
+        _rule(["create", "delete", "get", "list", "watch"], [""], ["pods", "services"]),
+        _rule(["create", "patch"], [""], ["events"]),
+        _rule(["create", "delete", "get", "list", "patch", "update", "watch"],
+              ["scheduling.x-k8s.io"], ["podgroups"]),
+        _rule(["create", "get", "update"], ["coordination.k8s.io"], ["leases"]),
+        # Not used by the training operator; kept for the operators to come (profiles).
         _rule(_READ, [""], ["namespaces"]),
     ]
 

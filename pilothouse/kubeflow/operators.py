@@ -1,0 +1,55 @@
+"""Entry points of the Kubeflow operators, for `pilothouse operators` and `up` to call.
+
+Each operator is a set of controllers run by `run_controllers` under one leader lease:
+the operator installs (or updates) its CRDs once it leads, then reconciles. Nothing here
+reads flags or the environment: the caller passes what it parsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..client import Client, Controller, run_controllers
+from .training.crds import ALL_KINDS, install_crds
+from .training.jax import JAXJobController
+from .training.pytorch import PyTorchJobController
+from .training.tensorflow import TFJobController
+from .training.xgboost import XGBoostJobController
+
+#: The training operator's controllers by name (as the real operator names them). MPIJob's
+#: CRD is installed, but no controller reconciles it yet.
+TRAINING_CONTROLLERS: dict[str, type[Controller]] = {
+    controller.name: controller for controller in (
+        PyTorchJobController, TFJobController, XGBoostJobController, JAXJobController)}
+#: The scheduler that gang-schedules PodGroups: this platform's default scheduler runs
+#: the Coscheduling plugin. Against a cluster with scheduler-plugins, pass its name.
+DEFAULT_GANG_SCHEDULER = "default-scheduler"
+TRAINING_LEASE = "training-operator"
+
+
+async def run_training_operator(kubeconfig: str | None, *, leader_elect: bool = True,
+                                gang_scheduler_name: str | None = DEFAULT_GANG_SCHEDULER,
+                                controllers: Iterable[str] | None = None) -> None:
+    """Run the training operator until cancelled.
+
+    `kubeconfig` None means in-cluster config. `gang_scheduler_name` None turns gang
+    scheduling off (no PodGroups). `controllers` picks a subset of TRAINING_CONTROLLERS by
+    name (all by default); an unknown name is a ValueError.
+    """
+    chosen = list(TRAINING_CONTROLLERS) if controllers is None else list(controllers)
+    unknown = [name for name in chosen if name not in TRAINING_CONTROLLERS]
+    if unknown:
+        raise ValueError(f"unknown training controllers {unknown}; choose from "
+                         f"{sorted(TRAINING_CONTROLLERS)}")
+
+    async def install(client: Client) -> None:
+        await install_crds(client, ALL_KINDS)
+
+    async with Client.from_kubeconfig(kubeconfig, user_agent="pilothouse-training-operator",
+                                      field_manager="training-operator") as client:
+        await client.wait_ready(timeout=60)
+        await run_controllers(
+            client, {name: TRAINING_CONTROLLERS[name] for name in chosen},
+            component="training-operator", lease_name=TRAINING_LEASE,
+            leader_elect=leader_elect, settings={"gang_scheduler_name": gang_scheduler_name},
+            on_leading=install)

@@ -1,0 +1,442 @@
+"""The training job controller: applies what `common` decides through the API.
+
+One `TrainingJobController` subclass per framework (its `framework` says what differs)
+reconciles that framework's jobs from shared informers of jobs, pods and Services, as the
+real operator's `JobController.ReconcileJobs` does: validate, clean up a finished or
+suspended job, fail one past its backoffLimit or deadline, keep its PodGroup, then keep
+one pod and one headless Service per replica and write the status.
+
+Pods are recreated at most once per failure: a pod the controller asked to delete is
+remembered by uid until the cache shows it gone. The count of pods recreated, kept for
+backoffLimit, lives in memory, as the real operator's requeue count does.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from ...client import ApiError, Controller, Informer
+from ...machinery.meta import now as utc_now
+from ...machinery.meta import rfc3339
+from .common import (
+    CREATED,
+    FAILED,
+    FAILED_VALIDATION,
+    KUBEFLOW_JOBS_CONTROLLER,
+    NAME_BUSY_SECONDS,
+    NO_EXIT_CODE,
+    POD_GROUP_API_VERSION,
+    POD_GROUP_PLURAL,
+    POD_GROUP_RETRY_SECONDS,
+    REPLICA_TYPE_LABEL,
+    RESTARTING,
+    RESUMED,
+    RUNNING,
+    SUSPENDED,
+    Event,
+    Framework,
+    condition_true,
+    count_replica_pod,
+    deadline_left,
+    exit_code,
+    get_condition,
+    is_failed,
+    is_finished,
+    is_succeeded,
+    job_labels,
+    meta,
+    new_pod,
+    new_pod_group,
+    new_service,
+    of_replica_type,
+    on_failed_pod,
+    past_backoff_limit,
+    phase,
+    pods_to_clean,
+    reason,
+    replica_specs,
+    replicas_of,
+    restarts_counted,
+    run_policy,
+    selector_string,
+    slices,
+    ttl_left,
+    update_job_conditions,
+)
+from .crds import API_VERSION
+
+log = logging.getLogger(__name__)
+
+
+class TrainingJobController(Controller):
+    """Reconciles one framework's jobs; subclasses set `framework` (and `name`)."""
+
+    framework: Framework
+
+    def setup(self) -> None:
+        informers = self.context.informers
+        kind = self.framework.kind
+        self.kind_name = kind.kind
+        self.jobs: Informer = informers.informer(API_VERSION, kind.plural)
+        self.pods: Informer = informers.informer("v1", "pods")
+        self.services: Informer = informers.informer("v1", "services")
+        self.gang_scheduler: str | None = self.context.settings.get("gang_scheduler_name")
+        self.jobs.add_handler(self._on_job)
+        self.pods.add_handler(self._on_child)
+        self.services.add_handler(self._on_child)
+        #: job uid -> uids of pods this controller deleted and the cache may still show
+        self._deleting: dict[str, set[str]] = {}
+        #: job uid -> pods recreated after failures (counted towards backoffLimit)
+        self._recreated: dict[str, int] = {}
+        #: pod uids whose exit has been reported with an ExitedWithCode event
+        self._exits_reported: set[str] = set()
+
+    def _gang_scheduler(self, job: Mapping[str, Any]) -> str | None:
+        """The gang scheduler's name if this job is gang scheduled: it asks to be (a
+        runPolicy.schedulingPolicy) and the operator runs with one."""
+        if run_policy(job).get("schedulingPolicy") is None:
+            return None
+        return self.gang_scheduler
+
+    def _on_job(self, old: dict | None, new: dict | None) -> None:
+        if new is None and old is not None:
+            uid = meta(old).get("uid", "")
+            self._deleting.pop(uid, None)
+            self._recreated.pop(uid, None)
+        self.enqueue_handler(old, new)
+
+    def _on_child(self, old: dict | None, new: dict | None) -> None:
+        obj = new if new is not None else old
+        if obj is None:
+            return
+        for ref in meta(obj).get("ownerReferences") or []:
+            if ref.get("controller") and ref.get("kind") == self.kind_name and \
+                    ref.get("apiVersion") == API_VERSION:
+                self.queue.add(f"{meta(obj).get('namespace')}/{ref.get('name')}")
+        if new is None:
+            for pending in self._deleting.values():
+                pending.discard(meta(obj).get("uid", ""))
+
+    def _owned(self, informer: Informer, job: Mapping[str, Any]) -> list[dict[str, Any]]:
+        namespace = meta(job).get("namespace")
+        return [o for o in informer.by_index("owner", meta(job)["uid"])
+                if meta(o).get("namespace") == namespace]
+
+    async def reconcile(self, key: str) -> float | None:
+        cached = self.jobs.get(key)
+        if cached is None or run_policy(cached).get("managedBy") not in (
+                None, KUBEFLOW_JOBS_CONTROLLER):
+            return None
+        job = copy.deepcopy(cached)
+        job["apiVersion"], job["kind"] = API_VERSION, self.kind_name
+        uid = meta(job)["uid"]
+        self.framework.set_defaults(job)
+        now = utc_now()
+        status = copy.deepcopy(job.get("status") or {})
+        before = copy.deepcopy(status)
+        events: list[Event] = []
+        name = meta(job)["name"]
+        kind = self.kind_name
+        if not status.get("conditions"):
+            update_job_conditions(status, CREATED, "True", reason(kind, CREATED),
+                                  f"{kind} {name} is created.", now)
+        try:
+            return await self._sync(job, status, events, now)
+        finally:
+            await self._record(job, events)
+            if status != before:
+                await self._write_status(job, status)
+            if is_finished(status):
+                self._recreated.pop(uid, None)
+
+    async def _sync(self, job: dict[str, Any], status: dict[str, Any], events: list[Event],
+                    now: datetime) -> float | None:
+        kind, name, uid = self.kind_name, meta(job)["name"], meta(job)["uid"]
+        policy = run_policy(job)
+        specs = replica_specs(job, self.framework.kind)
+        pods = self._owned(self.pods, job)
+        services = self._owned(self.services, job)
+        if is_failed(status) and (get_condition(status, FAILED) or {}).get("reason") == reason(
+                kind, FAILED_VALIDATION):
+            return None
+        problems = self.framework.validate(job)
+        if problems:
+            message = f"{kind} {name} failed validation because {'; '.join(problems)}"
+            events.append(Event("Warning", reason(kind, FAILED_VALIDATION), message))
+            update_job_conditions(status, FAILED, "True", reason(kind, FAILED_VALIDATION),
+                                  message, now)
+            return None
+
+        if is_finished(status):
+            await self._clean_up(job, policy, status, pods, services, events)
+            if is_succeeded(status):
+                for counts in (status.get("replicaStatuses") or {}).values():
+                    counts["succeeded"] = counts.get("succeeded", 0) + counts.pop("active", 0)
+            return await self._expire(job, policy, status, now, events)
+
+        if policy.get("suspend"):
+            await self._clean_up(job, policy, status, pods, services, events)
+            for counts in (status.get("replicaStatuses") or {}).values():
+                counts.pop("active", None)
+            message = f"{kind} {name} is suspended."
+            if condition_true(status, RUNNING):
+                update_job_conditions(status, RUNNING, "False", reason(kind, SUSPENDED),
+                                      message, now)
+            if not condition_true(status, SUSPENDED):
+                update_job_conditions(status, SUSPENDED, "True", reason(kind, SUSPENDED),
+                                      message, now)
+                events.append(Event("Normal", reason(kind, SUSPENDED), message))
+            return None
+        if condition_true(status, SUSPENDED):
+            message = f"{kind} {name} is resumed."
+            update_job_conditions(status, SUSPENDED, "False", reason(kind, RESUMED), message, now)
+            status["startTime"] = rfc3339(now)
+            events.append(Event("Normal", reason(kind, RESUMED), message))
+
+        failures = restarts_counted(specs, pods) + self._recreated.get(uid, 0)
+        left = deadline_left(policy, status, now)
+        failure = None
+        if past_backoff_limit(policy, failures):
+            failure = f"Job {name} has failed because it has reached the specified backoff limit"
+        elif left is not None and left <= 0:
+            failure = (f"Job {name} has failed because it was active longer than specified "
+                       f"deadline")
+        if failure is not None:
+            status.setdefault("completionTime", rfc3339(now))
+            await self._clean_up(job, policy, status, pods, services, events)
+            events.append(Event("Normal", reason(kind, FAILED), failure))
+            update_job_conditions(status, FAILED, "True", reason(kind, FAILED), failure, now)
+            return await self._expire(job, policy, status, now, events)
+
+        if self._gang_scheduler(job) is not None and not await self._sync_pod_group(job):
+            status["lastReconcileTime"] = rfc3339(now)
+            return POD_GROUP_RETRY_SECONDS
+        again: float | None = None
+        for rtype in sorted(specs):
+            busy = await self._reconcile_pods(job, status, pods, rtype, events, now)
+            await self._reconcile_services(job, services, rtype, events)
+            if busy:
+                again = NAME_BUSY_SECONDS
+        status.setdefault("startTime", rfc3339(now))
+        for rtype in specs:
+            counts = status.setdefault("replicaStatuses", {}).setdefault(rtype, {})
+            labels = {**job_labels(self.framework.controller_name, name),
+                      REPLICA_TYPE_LABEL: rtype.lower()}
+            counts["selector"] = selector_string(labels)
+            counts["labelSelector"] = {"matchLabels": labels}
+        if not is_finished(status):
+            events += self.framework.update_job_status(job, status, pods, now)
+        if is_finished(status):
+            return await self._expire(job, policy, status, now, events)
+        left = deadline_left(policy, status, now)
+        if left is not None:
+            again = min(again, left) if again is not None else left
+        return again
+
+    async def _reconcile_pods(self, job: dict[str, Any], status: dict[str, Any],
+                              pods: list[dict[str, Any]], rtype: str, events: list[Event],
+                              now: datetime) -> bool:
+        """Create missing pods, delete surplus and failed-to-restart ones, count the rest.
+        True if a pod could not be created because its predecessor is still going."""
+        kind, name, uid = self.kind_name, meta(job)["name"], meta(job)["uid"]
+        spec = replica_specs(job, self.framework.kind)[rtype]
+        count = replicas_of(spec)
+        status.setdefault("replicaStatuses", {})[rtype] = {}
+        deleting = self._deleting.setdefault(uid, set())
+        busy = False
+        for index, slot in enumerate(slices(of_replica_type(pods, rtype), count)):
+            if len(slot) > 1:
+                log.warning("%s/%s: %d pods for %s index %d", meta(job).get("namespace"),
+                            name, len(slot), rtype, index)
+                continue
+            if not slot:
+                if index < count:
+                    busy |= not await self._create_pod(job, rtype, index, events)
+                continue
+            pod = slot[0]
+            pod_uid = meta(pod).get("uid", "")
+            if index >= count:
+                if pod_uid not in deleting:
+                    await self._delete(job, "pods", pod, events)
+                    deleting.add(pod_uid)
+                continue
+            code = exit_code(pod, self.framework.default_container)
+            if phase(pod) in ("Succeeded", "Failed") and code != NO_EXIT_CODE and \
+                    pod_uid not in self._exits_reported:
+                self._exits_reported.add(pod_uid)
+                if len(self._exits_reported) > 65536:
+                    self._exits_reported.clear()
+                events.append(Event("Normal", "ExitedWithCode",
+                                    f"Pod: {meta(pod).get('namespace')}.{meta(pod)['name']} "
+                                    f"exited with code {code}"))
+            if phase(pod) == "Failed" and pod_uid not in deleting:
+                action = on_failed_pod(spec.get("restartPolicy") or "", code)
+                if action == "restart":
+                    await self._delete(job, "pods", pod, events)
+                    deleting.add(pod_uid)
+                    self._recreated[uid] = self._recreated.get(uid, 0) + 1
+                    message = f"job {name} is restarting because {rtype} replica(s) failed."
+                    events.append(Event("Warning", reason(kind, RESTARTING), message))
+                    update_job_conditions(status, RESTARTING, "True", reason(kind, RESTARTING),
+                                          message, now)
+                elif action == "fail":
+                    message = f'job "{name}" is failing because "{rtype}" replica(s) failed.'
+                    events.append(Event("Warning", reason(kind, FAILED), message))
+                    status.setdefault("completionTime", rfc3339(now))
+                    update_job_conditions(status, FAILED, "True", reason(kind, FAILED), message,
+                                          now)
+            count_replica_pod(status, rtype, pod)
+        return busy
+
+    async def _create_pod(self, job: dict[str, Any], rtype: str, index: int,
+                          events: list[Event]) -> bool:
+        pod, warnings = new_pod(job, self.framework, rtype, index,
+                                gang_scheduler=self._gang_scheduler(job))
+        events += warnings
+        try:
+            await self.client.create("v1", "pods", pod)
+        except ApiError as err:
+            if err.conflict:  # the name is still taken by the pod being replaced
+                return False
+            events.append(Event("Warning", "FailedCreatePod", f"Error creating: {err}"))
+            raise
+        events.append(Event("Normal", "SuccessfulCreatePod",
+                            f"Created pod: {pod['metadata']['name']}"))
+        return True
+
+    async def _reconcile_services(self, job: dict[str, Any], services: list[dict[str, Any]],
+                                  rtype: str, events: list[Event]) -> None:
+        count = replicas_of(replica_specs(job, self.framework.kind)[rtype])
+        for index, slot in enumerate(slices(of_replica_type(services, rtype), count)):
+            if not slot and index < count:
+                service = new_service(job, self.framework, rtype, index)
+                try:
+                    await self.client.create("v1", "services", service)
+                except ApiError as err:
+                    if err.conflict:
+                        continue
+                    events.append(Event("Warning", "FailedCreateService",
+                                        f"Error creating: {err}"))
+                    raise
+                events.append(Event("Normal", "SuccessfulCreateService",
+                                    f"Created service: {service['metadata']['name']}"))
+            elif index >= count:
+                for service in slot:
+                    await self._delete(job, "services", service, events)
+
+    async def _delete(self, job: Mapping[str, Any], plural: str, obj: Mapping[str, Any],
+                      events: list[Event]) -> bool:
+        """Delete a pod or Service; False if it was gone already."""
+        what = "Pod" if plural == "pods" else "Service"
+        try:
+            await self.client.delete("v1", plural, meta(obj)["name"], meta(obj).get("namespace"),
+                                     preconditions={"uid": meta(obj)["uid"]})
+        except ApiError as err:
+            if err.not_found or err.conflict:
+                return False
+            events.append(Event("Warning", f"FailedDelete{what}", f"Error deleting: {err}"))
+            raise
+        events.append(Event("Normal", f"SuccessfulDelete{what}",
+                            f"Deleted {what.lower()}: {meta(obj)['name']}"))
+        return True
+
+    async def _clean_up(self, job: dict[str, Any], policy: Mapping[str, Any],
+                        status: Mapping[str, Any], pods: list[dict[str, Any]],
+                        services: list[dict[str, Any]], events: list[Event]) -> None:
+        """Delete the pods cleanPodPolicy (or suspension, or failure) calls for, each with its
+        Service, and the PodGroup."""
+        deleting = self._deleting.setdefault(meta(job)["uid"], set())
+        by_name = {meta(s)["name"]: s for s in services}
+        for pod in pods_to_clean(policy, status, pods):
+            if meta(pod).get("uid") in deleting or meta(pod).get("deletionTimestamp"):
+                continue
+            await self._delete(job, "pods", pod, events)
+            deleting.add(meta(pod).get("uid", ""))
+            service = by_name.pop(meta(pod)["name"], None)
+            if service is not None:
+                await self._delete(job, "services", service, events)
+        if not is_finished(status):  # suspended or failing: Services of missing pods go too
+            for service in by_name.values():
+                await self._delete(job, "services", service, events)
+        if self._gang_scheduler(job) is not None:
+            await self._delete_pod_group(job, events)
+
+    async def _expire(self, job: dict[str, Any], policy: Mapping[str, Any],
+                      status: Mapping[str, Any], now: datetime,
+                      events: list[Event]) -> float | None:
+        """Delete a finished job whose ttlSecondsAfterFinished has passed; else say when."""
+        left = ttl_left(policy, status, now)
+        if left is None:
+            return None
+        if left > 0:
+            return left
+        try:
+            await self.client.delete(API_VERSION, self.framework.kind.plural, meta(job)["name"],
+                                     meta(job).get("namespace"),
+                                     preconditions={"uid": meta(job)["uid"]})
+        except ApiError as err:
+            if not (err.not_found or err.conflict):
+                raise
+            return None
+        events.append(Event("Normal", "SuccessfulDeletePod",
+                            f"Deleted job: {meta(job)['name']}"))
+        return None
+
+    async def _sync_pod_group(self, job: dict[str, Any]) -> bool:
+        """Create the job's PodGroup or bring its spec up to date; False if that failed."""
+        desired = new_pod_group(job, self.framework.kind)
+        namespace, name = meta(job).get("namespace"), meta(job)["name"]
+        try:
+            try:
+                current = await self.client.get(POD_GROUP_API_VERSION, POD_GROUP_PLURAL, name,
+                                                namespace)
+            except ApiError as err:
+                if not err.not_found:
+                    raise
+                await self.client.create(POD_GROUP_API_VERSION, POD_GROUP_PLURAL, desired)
+                return True
+            if {k: (current.get("spec") or {}).get(k) for k in desired["spec"]} != \
+                    desired["spec"]:
+                await self.client.patch(POD_GROUP_API_VERSION, POD_GROUP_PLURAL, name,
+                                        {"spec": desired["spec"]}, namespace)
+        except ApiError as err:
+            log.warning("sync PodGroup %s/%s: %s", namespace, name, err)
+            return False
+        return True
+
+    async def _delete_pod_group(self, job: dict[str, Any], events: list[Event]) -> None:
+        namespace, name = meta(job).get("namespace"), meta(job)["name"]
+        try:
+            await self.client.delete(POD_GROUP_API_VERSION, POD_GROUP_PLURAL, name, namespace)
+        except ApiError as err:
+            if err.not_found:
+                return
+            events.append(Event("Warning", "FailedDeletePodGroup", f"Error deleting: {err}"))
+            raise
+        events.append(Event("Normal", "JobTerminated",
+                            "Job has been terminated. Deleting PodGroup"))
+        events.append(Event("Normal", "SuccessfulDeletePodGroup", f"Deleted PodGroup: {name}"))
+
+    async def _record(self, job: Mapping[str, Any], events: list[Event]) -> None:
+        for event in events:
+            await self.events.record(job, event.type, event.reason, event.message)
+
+    async def _write_status(self, job: dict[str, Any], status: dict[str, Any]) -> None:
+        """Replace the status (as the real Status().Update): keys that went away go, and a
+        stale cache meets a conflict and is retried."""
+        cached = self.jobs.get(f"{meta(job).get('namespace')}/{meta(job)['name']}")
+        if cached is None or meta(cached).get("uid") != meta(job)["uid"]:
+            return
+        body = {**cached, "apiVersion": API_VERSION, "kind": self.kind_name,
+                "metadata": {**meta(cached), "resourceVersion": meta(job).get("resourceVersion")},
+                "status": status}
+        try:
+            await self.client.replace(API_VERSION, self.framework.kind.plural, body,
+                                      subresource="status")
+        except ApiError as err:
+            if not err.not_found:
+                raise

@@ -1,0 +1,180 @@
+"""PyTorchJob: torch.distributed (torchrun) jobs of a Master and Workers.
+
+The environment is the real operator's (release-1.9 `pkg/controller.v1/pytorch`), so a
+training script or `torchrun` started in the container needs no flags: every container gets
+PYTHONUNBUFFERED=1; with a Master, MASTER_ADDR/PET_MASTER_ADDR (`<job>-master-0`, the
+master's Service), MASTER_PORT/PET_MASTER_PORT (the master's `pytorchjob-port`), WORLD_SIZE
+(replicas x nprocPerNode, a non-numeric nprocPerNode counting as 1), RANK and PET_NODE_RANK
+(the Master 0, Worker i i + 1); PET_NPROC_PER_NODE; PET_NNODES (the replica count, or
+`min:max` with an elasticPolicy, which adds the rendezvous variables).
+
+The job succeeds when the Master succeeds; without a Master, when every Worker has (with an
+elasticPolicy, when any has).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from .common import (
+    Event,
+    Framework,
+    add_env,
+    container_ports,
+    mark_running,
+    mark_succeeded,
+    meta,
+    replica_failure_events,
+    replica_name,
+    replica_specs,
+    replicas_of,
+    total_replicas,
+)
+from .controller import TrainingJobController
+from .crds import PYTORCH
+
+MASTER, WORKER = "Master", "Worker"
+DEFAULT_NPROC_PER_NODE = "auto"
+
+
+def nproc_per_node_int(job: Mapping[str, Any]) -> int:
+    """nprocPerNode as a count; "auto", "cpu" and "gpu" count as 1 (decided in the pod)."""
+    value = (job.get("spec") or {}).get("nprocPerNode")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 1
+
+
+class PyTorchFramework(Framework):
+    kind = PYTORCH
+    controller_name = "pytorchjob-controller"
+    default_container = "pytorch"
+    default_port_name = "pytorchjob-port"
+    default_port = 23456
+
+    def set_defaults(self, job: dict[str, Any]) -> None:
+        super().set_defaults(job)
+        spec = job.setdefault("spec", {})
+        elastic = spec.get("elasticPolicy")
+        if elastic is not None:
+            low, high = elastic.get("minReplicas"), elastic.get("maxReplicas")
+            if low is None and high is None:
+                workers = replica_specs(job, self.kind).get(WORKER)
+                low = high = replicas_of(workers) if workers is not None else None
+            elastic["minReplicas"] = low if low is not None else high
+            elastic["maxReplicas"] = high if high is not None else low
+        if (elastic is None or elastic.get("nProcPerNode") is None) and \
+                spec.get("nprocPerNode") is None:
+            spec["nprocPerNode"] = DEFAULT_NPROC_PER_NODE
+
+    def validate(self, job: Mapping[str, Any]) -> list[str]:
+        problems = super().validate(job)
+        specs = replica_specs(job, self.kind)
+        field = f"spec.{self.kind.replica_specs_field}"
+        if MASTER in specs and replicas_of(specs[MASTER]) != 1:
+            problems.append(f"{field}[Master].replicas: Forbidden: must be 1")
+        if (job.get("spec") or {}).get("elasticPolicy") is not None and WORKER not in specs:
+            problems.append(f"{field}[Worker]: Required value: must be configured if elastic "
+                            f"policy is used")
+        return problems
+
+    def set_cluster_spec(self, job: Mapping[str, Any], pod_spec: dict[str, Any], rtype: str,
+                         index: int) -> None:
+        add_env(pod_spec, pytorch_env(job, rtype, index))
+
+    def update_job_status(self, job: Mapping[str, Any], status: dict[str, Any],
+                          pods: list[dict[str, Any]], now: datetime) -> list[Event]:
+        kind, name = self.kind.kind, meta(job)["name"]
+        namespace = meta(job).get("namespace")
+        specs = replica_specs(job, self.kind)
+        elastic = (job.get("spec") or {}).get("elasticPolicy") is not None
+        events: list[Event] = []
+        for rtype in sorted(specs):
+            spec = specs[rtype]
+            counts = (status.get("replicaStatuses") or {}).get(rtype) or {}
+            succeeded, running = counts.get("succeeded", 0), counts.get("active", 0)
+            expected = replicas_of(spec) - succeeded
+            if MASTER in specs:
+                if rtype == MASTER:
+                    if running > 0:
+                        mark_running(kind, status, f"{kind} {name} is running.", now)
+                    if expected == 0:
+                        return events + mark_succeeded(
+                            kind, status, f"{kind} {name} is successfully completed.", now)
+            elif rtype == WORKER:
+                if expected == 0 or (elastic and succeeded > 0):
+                    events += mark_succeeded(
+                        kind, status, f"{kind} {namespace}/{name} successfully completed.", now)
+                elif running > 0:
+                    mark_running(kind, status, f"{kind} {namespace}/{name} is running.", now)
+            events += replica_failure_events(kind, name, status, rtype, spec, now)
+        return events
+
+
+def pytorch_env(job: Mapping[str, Any], rtype: str, index: int) -> list[dict[str, str]]:
+    """The variables the real operator gives each container of one replica."""
+    spec = job.get("spec") or {}
+    specs = replica_specs(job, PYTORCH)
+    total = total_replicas(specs)
+    env = [{"name": "PYTHONUNBUFFERED", "value": "1"}]
+    if MASTER in specs:
+        port = str(_port(specs[MASTER]))
+        address = replica_name(meta(job)["name"], MASTER, 0)
+        rank = str(index + 1 if rtype.lower() == WORKER.lower() else index)
+        env += [{"name": "MASTER_PORT", "value": port},
+                {"name": "PET_MASTER_PORT", "value": port},
+                {"name": "MASTER_ADDR", "value": address},
+                {"name": "PET_MASTER_ADDR", "value": address},
+                {"name": "WORLD_SIZE", "value": str(total * nproc_per_node_int(job))},
+                {"name": "RANK", "value": rank},
+                {"name": "PET_NODE_RANK", "value": rank}]
+    if spec.get("nprocPerNode") is not None:
+        env.append({"name": "PET_NPROC_PER_NODE", "value": str(spec["nprocPerNode"])})
+    elastic = spec.get("elasticPolicy")
+    if elastic is None:
+        env.append({"name": "PET_NNODES", "value": str(total)})
+    else:
+        env += elastic_env(job, elastic)
+    return env
+
+
+def _port(replica: Mapping[str, Any]) -> int:
+    port = container_ports(replica, PyTorchFramework.default_container).get(
+        PyTorchFramework.default_port_name)
+    if port is None:
+        raise ValueError("port not found")
+    return port
+
+
+def elastic_env(job: Mapping[str, Any], elastic: Mapping[str, Any]) -> list[dict[str, str]]:
+    """torchrun's rendezvous settings, as PET_* variables."""
+    specs = replica_specs(job, PYTORCH)
+    host = elastic.get("rdzvHost") or f"{meta(job)['name']}-worker-0"
+    port = elastic.get("rdzvPort")
+    if port is None:
+        port = _port(specs[WORKER])
+    low, high = elastic.get("minReplicas"), elastic.get("maxReplicas")
+    nnodes = str(replicas_of(specs[WORKER])) if low is None and high is None else f"{low}:{high}"
+    env = [{"name": "PET_RDZV_ENDPOINT", "value": f"{host}:{port}"},
+           {"name": "PET_RDZV_BACKEND", "value": elastic.get("rdzvBackend") or "c10d"},
+           {"name": "PET_NNODES", "value": nnodes}]
+    if elastic.get("maxRestarts") is not None:
+        env.append({"name": "PET_MAX_RESTARTS", "value": str(elastic["maxRestarts"])})
+    if elastic.get("nProcPerNode") is not None:
+        env.append({"name": "PET_NPROC_PER_NODE", "value": str(elastic["nProcPerNode"])})
+    if elastic.get("rdzvId") is not None:
+        env.append({"name": "PET_RDZV_ID", "value": elastic["rdzvId"]})
+    if elastic.get("rdzvConf"):
+        env.append({"name": "PET_RDZV_CONF", "value": ",".join(
+            f"{c.get('key', '')}={c.get('value', '')}" for c in elastic["rdzvConf"])})
+    if elastic.get("standalone"):
+        env.append({"name": "PET_STANDALONE", "value": ""})
+    return env
+
+
+class PyTorchJobController(TrainingJobController):
+    name = "pytorchjob-controller"
+    framework = PyTorchFramework()

@@ -1,0 +1,149 @@
+"""The training operator on a real `pilothouse up`, driven with the real kubectl.
+
+A PyTorchJob of a Master and two Workers whose containers print the environment the
+operator gave them and the addresses their peers' names resolve to through cluster DNS
+(the sandbox runtime points a pod's resolver at it), then exit 0: the job ends Succeeded
+as `kubectl get pytorchjobs` shows. A job whose worker exits 1 under restartPolicy Never
+ends Failed.
+
+`up` runs the operator as its own process, with its own identity
+(`components/kubeflow-operators.kubeconfig`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from .conftest import IMAGE, Cluster, get_json, wait_for
+
+PEERS = """
+import json, os, socket, time
+names = {names!r}
+resolved, deadline = {{}}, time.monotonic() + 60
+while len(resolved) < len(names) and time.monotonic() < deadline:
+    for name in names:
+        try:
+            resolved[name] = socket.getaddrinfo(name, 0, socket.AF_INET)[0][4][0]
+        except OSError:
+            pass
+    time.sleep(0.3)
+print(json.dumps({{"env": dict(os.environ), "resolved": resolved}}), flush=True)
+time.sleep(5)  # stay resolvable while the others look this pod up
+"""
+
+
+@pytest.fixture(scope="module")
+def training_operator(cluster: Cluster) -> None:
+    """`up` runs the operator, which installs its CRDs once it leads."""
+    wait_for(lambda: cluster.kubectl("get", "crd", "pytorchjobs.kubeflow.org",
+                                     check=False).returncode == 0,
+             "the PyTorchJob CRD", timeout=60)
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                    "crd/pytorchjobs.kubeflow.org", timeout=70)
+
+
+def replica(command: list[str], replicas: int, **extra: Any) -> dict[str, Any]:
+    return {"replicas": replicas, **extra, "template": {"spec": {
+        "terminationGracePeriodSeconds": 2,
+        "containers": [{"name": "pytorch", "image": IMAGE, "command": command}]}}}
+
+
+def job_state(cluster: Cluster, namespace: str, name: str) -> str:
+    out = cluster.kubectl("get", "pytorchjobs", name, "-n", namespace, "--no-headers").stdout
+    fields = out.split()
+    return fields[1] if len(fields) >= 3 else ""
+
+
+def explain(cluster: Cluster, namespace: str, name: str) -> str:
+    return "\n".join([
+        cluster.kubectl("get", "pytorchjob", name, "-n", namespace, "-o", "yaml",
+                        check=False).stdout,
+        cluster.kubectl("get", "pods,events", "-n", namespace, check=False).stdout,
+        (cluster.home / "training-operator.log").read_text()[-3000:]])
+
+
+def test_a_pytorchjob_gets_its_env_finds_its_master_and_succeeds(
+        cluster: Cluster, node: str, ns: str, training_operator: None) -> None:
+    runtime = (get_json(cluster, "node", node) or {})["status"]["nodeInfo"][
+        "containerRuntimeVersion"]
+    assert runtime.startswith("sandbox"), \
+        f"cluster DNS in pods needs the sandbox runtime (root and bubblewrap), not {runtime}"
+    names = ["mnist-master-0", "mnist-worker-0", "mnist-worker-1",
+             "mnist-master-0.mnist-master-0"]
+    command = ["python", "-c", PEERS.format(names=names)]
+    job = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+           "metadata": {"name": "mnist", "namespace": ns},
+           "spec": {"pytorchReplicaSpecs": {"Master": replica(command, 1),
+                                            "Worker": replica(command, 2)}}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(job))
+    wait_for(lambda: job_state(cluster, ns, "mnist") == "Succeeded", "mnist Succeeded",
+             timeout=120, explain=lambda: explain(cluster, ns, "mnist"))
+
+    ips = {}
+    seen = {}
+    for pod in ("mnist-master-0", "mnist-worker-0", "mnist-worker-1"):
+        ips[pod] = (get_json(cluster, "pod", pod, "-n", ns) or {})["status"]["podIP"]
+        seen[pod] = json.loads(cluster.kubectl("logs", pod, "-n", ns).stdout)
+    for pod, rank in (("mnist-master-0", "0"), ("mnist-worker-0", "1"),
+                      ("mnist-worker-1", "2")):
+        env = seen[pod]["env"]
+        assert (env["MASTER_ADDR"], env["MASTER_PORT"], env["WORLD_SIZE"], env["RANK"]) == (
+            "mnist-master-0", "23456", "3", rank), env
+        assert env["PET_NNODES"] == "3" and env["PYTHONUNBUFFERED"] == "1"
+    for worker in ("mnist-worker-0", "mnist-worker-1"):
+        resolved = seen[worker]["resolved"]
+        assert resolved.get("mnist-master-0") == ips["mnist-master-0"], resolved
+        assert resolved.get("mnist-master-0.mnist-master-0") == ips["mnist-master-0"]
+    assert seen["mnist-master-0"]["resolved"].get("mnist-worker-1") == ips["mnist-worker-1"]
+
+    status = (get_json(cluster, "pytorchjob", "mnist", "-n", ns) or {})["status"]
+    assert status["replicaStatuses"]["Master"]["succeeded"] == 1
+    assert [c["reason"] for c in status["conditions"] if c["type"] == "Succeeded"] == [
+        "PyTorchJobSucceeded"]
+    events = cluster.kubectl("get", "events", "-n", ns,
+                             "--field-selector", "involvedObject.name=mnist").stdout
+    assert "SuccessfulCreatePod" in events and "PyTorchJobSucceeded" in events
+
+
+def test_a_worker_exiting_1_under_never_fails_the_job(
+        cluster: Cluster, node: str, ns: str, training_operator: None) -> None:
+    job = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+           "metadata": {"name": "broken", "namespace": ns},
+           "spec": {"runPolicy": {"cleanPodPolicy": "Running"}, "pytorchReplicaSpecs": {
+               "Master": replica(["python", "-c", "import time; time.sleep(120)"], 1,
+                                 restartPolicy="Never"),
+               "Worker": replica(["python", "-c", "raise SystemExit(1)"], 1,
+                                 restartPolicy="Never")}}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(job))
+    wait_for(lambda: job_state(cluster, ns, "broken") == "Failed", "broken Failed",
+             timeout=120, explain=lambda: explain(cluster, ns, "broken"))
+    status = (get_json(cluster, "pytorchjob", "broken", "-n", ns) or {})["status"]
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["message"] == "PyTorchJob broken is failed because 1 Worker replica(s) failed."
+    # cleanPodPolicy Running: the still-running master goes, the failed worker stays.
+    wait_for(lambda: get_json(cluster, "pod", "broken-master-0", "-n", ns) is None,
+             "the running master deleted", timeout=60,
+             explain=lambda: explain(cluster, ns, "broken"))
+    assert (get_json(cluster, "pod", "broken-worker-0", "-n", ns) or {})["status"][
+        "phase"] == "Failed"
+
+
+def test_a_gang_scheduled_job_runs_as_one_and_its_pod_group_goes_after(
+        cluster: Cluster, node: str, ns: str, training_operator: None) -> None:
+    command = ["python", "-c", "print('done')"]
+    job = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+           "metadata": {"name": "gang", "namespace": ns},
+           "spec": {"runPolicy": {"schedulingPolicy": {"minAvailable": 3}},
+                    "pytorchReplicaSpecs": {"Master": replica(command, 1),
+                                            "Worker": replica(command, 2)}}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(job))
+    wait_for(lambda: job_state(cluster, ns, "gang") == "Succeeded", "gang Succeeded",
+             timeout=120, explain=lambda: explain(cluster, ns, "gang"))
+    pod = get_json(cluster, "pod", "gang-worker-1", "-n", ns) or {}
+    assert pod["metadata"]["labels"]["scheduling.x-k8s.io/pod-group"] == "gang"
+    assert pod["spec"]["nodeName"] == node
+    wait_for(lambda: get_json(cluster, "podgroup", "gang", "-n", ns) is None,
+             "the PodGroup deleted once the job finished", timeout=30)

@@ -1,0 +1,519 @@
+"""The training operator against a real in-process API server (tests/inprocess.py).
+
+The operator runs as its own identity, `kubeflow-operators`, so its RBAC role is exercised;
+no scheduler or kubelet runs, so the tests play the kubelet by writing pod status. What is
+checked is what a user sees: the CRDs and their 422s, the pods and Services of a job, its
+conditions, replica statuses and Events, and `kubectl get pytorchjobs`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import subprocess
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pilothouse.apiserver.bootstrap_policy import PLATFORM_COMPONENTS
+from pilothouse.apiserver.pki import ADMIN_USER
+from pilothouse.cli import write_kubeconfig
+from pilothouse.client import ApiError, Client
+from pilothouse.kubeflow.operators import run_training_operator
+from pilothouse.kubeflow.training.crds import JAX, install_crds
+from tests.inprocess import InProcessCluster, in_process_cluster
+
+KUBECTL = "/usr/bin/kubectl"
+V1 = "kubeflow.org/v1"
+NS = "default"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessCluster]:
+    with in_process_cluster(Path(tmp_path_factory.mktemp("training"))) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def kubeconfigs(cluster: InProcessCluster, tmp_path_factory: pytest.TempPathFactory
+                ) -> dict[str, Path]:
+    directory = tmp_path_factory.mktemp("kubeconfigs")
+    pki = cluster.server.pki
+    user, groups = PLATFORM_COMPONENTS["kubeflow-operators"]
+    paths = {"operator": directory / "operator.kubeconfig",
+             "admin": directory / "admin.kubeconfig"}
+    write_kubeconfig(pki, paths["operator"], cluster.base, user,
+                     *pki.ensure_client(user, groups))
+    write_kubeconfig(pki, paths["admin"], cluster.base, ADMIN_USER, *pki.client_cert(ADMIN_USER))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: InProcessCluster, kubeconfigs: dict[str, Path]) -> Iterator[None]:
+    """The operator, running on the cluster's loop for the module; its CRDs Established."""
+    async def start() -> asyncio.Task[None]:
+        task = asyncio.create_task(run_training_operator(str(kubeconfigs["operator"]),
+                                                         leader_elect=False))
+        async with Client.from_kubeconfig(str(kubeconfigs["admin"])) as admin:
+            async def established() -> bool:
+                try:
+                    crd = await admin.get("apiextensions.k8s.io/v1",
+                                          "customresourcedefinitions", "pytorchjobs.kubeflow.org")
+                except ApiError:
+                    return False
+                return any(c["type"] == "Established" and c["status"] == "True"
+                           for c in crd.get("status", {}).get("conditions", []))
+            await eventually(established)
+            # The operator's informers list jobs once the CRDs are served.
+            await asyncio.sleep(0.5)
+        return task
+
+    async def stop(task: asyncio.Task[None]) -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    task = cluster.run(start())
+    yield
+    cluster.run(stop(task))
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 15) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not true after {timeout}s: last saw {result!r}")
+        await asyncio.sleep(0.05)
+
+
+def container(command: str = "print(1)", **extra: Any) -> dict[str, Any]:
+    return {"name": "pytorch", "image": "python:3.11", "command": ["python", "-c", command],
+            **extra}
+
+
+def pytorchjob(name: str, *, workers: int = 2, master: bool = True,
+               restart_policy: str | None = None, **spec: Any) -> dict[str, Any]:
+    replica: dict[str, Any] = {"template": {"spec": {"containers": [container()]}}}
+    if restart_policy:
+        replica["restartPolicy"] = restart_policy
+    specs = {}
+    if master:
+        specs["Master"] = {**replica, "replicas": 1}
+    if workers:
+        specs["Worker"] = {**replica, "replicas": workers}
+    return {"apiVersion": V1, "kind": "PyTorchJob",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"pytorchReplicaSpecs": specs, **spec}}
+
+
+async def get_job(admin: Client, name: str) -> dict[str, Any] | None:
+    try:
+        return await admin.get(V1, "pytorchjobs", name, NS)
+    except ApiError as err:
+        if err.not_found:
+            return None
+        raise
+
+
+def condition(job: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
+    for cond in ((job or {}).get("status") or {}).get("conditions") or []:
+        if cond["type"] == kind and cond["status"] == "True":
+            return cond
+    return None
+
+
+async def wait_condition(admin: Client, name: str, kind: str,
+                         timeout: float = 15) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        job = await get_job(admin, name)
+        return job if condition(job, kind) else None
+    return await eventually(check, timeout=timeout)
+
+
+async def job_pods(admin: Client, name: str) -> dict[str, dict[str, Any]]:
+    items, _ = await admin.list_all(
+        "v1", "pods", NS, label_selector=f"training.kubeflow.org/job-name={name}")
+    return {p["metadata"]["name"]: p for p in items if not p["metadata"].get(
+        "deletionTimestamp")}
+
+
+async def wait_pods(admin: Client, name: str, count: int) -> dict[str, dict[str, Any]]:
+    async def check() -> dict[str, dict[str, Any]] | None:
+        pods = await job_pods(admin, name)
+        return pods if len(pods) == count else None
+    return await eventually(check)
+
+
+async def set_phase(admin: Client, pod: dict[str, Any], phase: str, *,
+                    exit_code: int | None = None, restarts: int = 0) -> None:
+    name = pod["spec"]["containers"][0]["name"]
+    """Play the kubelet: the pod's phase, and its container's state."""
+    state: dict[str, Any] = {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
+    if exit_code is not None:
+        state = {"terminated": {"exitCode": exit_code, "reason": "Error" if exit_code
+                                else "Completed", "startedAt": "2026-01-01T00:00:00Z",
+                                "finishedAt": "2026-01-01T00:00:01Z"}}
+    await admin.patch("v1", "pods", pod["metadata"]["name"], {"status": {
+        "phase": phase, "containerStatuses": [{
+            "name": name, "image": "python:3.11", "imageID": "", "ready": phase == "Running",
+            "restartCount": restarts, "state": state}]}}, NS, subresource="status")
+
+
+async def event_reasons(admin: Client, name: str) -> list[str]:
+    items, _ = await admin.list_all("v1", "events", NS)
+    return [e["reason"] for e in items if e["involvedObject"].get("name") == name]
+
+
+def env_of(pod: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in pod["spec"]["containers"][0]["env"]}
+
+
+def admin_client(kubeconfigs: dict[str, Path]) -> Client:
+    return Client.from_kubeconfig(str(kubeconfigs["admin"]))
+
+
+def test_invalid_jobs_are_refused_with_a_cause(cluster: InProcessCluster,
+                                               kubeconfigs: dict[str, Path],
+                                               operator: None) -> None:
+    async def refused(body: dict[str, Any]) -> str:
+        async with admin_client(kubeconfigs) as admin:
+            with pytest.raises(ApiError) as caught:
+                await admin.create(V1, "pytorchjobs", body, NS)
+        assert caught.value.status == 422, caught.value
+        return json.dumps(caught.value.body["details"]["causes"])
+
+    async def scenario() -> None:
+        no_specs = pytorchjob("none")
+        no_specs["spec"]["pytorchReplicaSpecs"] = {}
+        assert "spec.pytorchReplicaSpecs" in await refused(no_specs)
+        unknown_only = pytorchjob("unknown")
+        unknown_only["spec"]["pytorchReplicaSpecs"] = {
+            "Launcher": unknown_only["spec"]["pytorchReplicaSpecs"]["Master"]}
+        assert "spec.pytorchReplicaSpecs" in await refused(unknown_only)
+        negative = pytorchjob("negative")
+        negative["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] = -1
+        assert "spec.pytorchReplicaSpecs.Worker.replicas" in await refused(negative)
+        assert "spec.nprocPerNode" in await refused(pytorchjob("nproc", nprocPerNode="two"))
+        bad_policy = pytorchjob("policy", restart_policy="Sometimes")
+        assert "restartPolicy" in await refused(bad_policy)
+
+    cluster.run(scenario())
+
+
+def test_a_job_gets_pods_services_env_and_succeeds_with_its_master(
+        cluster: InProcessCluster, kubeconfigs: dict[str, Path], operator: None) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with admin_client(kubeconfigs) as admin:
+            created = await admin.create(V1, "pytorchjobs", pytorchjob("mnist"), NS)
+            # Schema defaults, stored.
+            specs = created["spec"]["pytorchReplicaSpecs"]
+            assert specs["Worker"]["restartPolicy"] == "OnFailure"
+            assert created["spec"]["runPolicy"] == {"cleanPodPolicy": "None", "suspend": False}
+            pods = await wait_pods(admin, "mnist", 3)
+            assert set(pods) == {"mnist-master-0", "mnist-worker-0", "mnist-worker-1"}
+            master = pods["mnist-master-0"]
+            assert master["metadata"]["labels"] == {
+                "training.kubeflow.org/job-name": "mnist",
+                "training.kubeflow.org/operator-name": "pytorchjob-controller",
+                "training.kubeflow.org/replica-type": "master",
+                "training.kubeflow.org/replica-index": "0",
+                "training.kubeflow.org/job-role": "master"}
+            [owner] = master["metadata"]["ownerReferences"]
+            assert (owner["kind"], owner["name"], owner["controller"]) == (
+                "PyTorchJob", "mnist", True)
+            assert master["spec"]["restartPolicy"] == "OnFailure"
+            assert (master["spec"]["hostname"], master["spec"]["subdomain"]) == (
+                "mnist-master-0", "mnist-master-0")
+            assert master["spec"]["containers"][0]["ports"] == [
+                {"name": "pytorchjob-port", "containerPort": 23456, "protocol": "TCP"}]
+            worker = env_of(pods["mnist-worker-1"])
+            assert {k: worker[k] for k in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK",
+                                           "PET_NODE_RANK", "PET_NNODES",
+                                           "PET_NPROC_PER_NODE", "PYTHONUNBUFFERED")} == {
+                "MASTER_ADDR": "mnist-master-0", "MASTER_PORT": "23456", "WORLD_SIZE": "3",
+                "RANK": "2", "PET_NODE_RANK": "2", "PET_NNODES": "3",
+                "PET_NPROC_PER_NODE": "auto", "PYTHONUNBUFFERED": "1"}
+            assert "training.kubeflow.org/job-role" not in pods["mnist-worker-0"]["metadata"][
+                "labels"]
+
+            async def services() -> dict[str, Any] | None:
+                items, _ = await admin.list_all(
+                    "v1", "services", NS, label_selector="training.kubeflow.org/job-name=mnist")
+                return {s["metadata"]["name"]: s for s in items} if len(items) == 3 else None
+            svc = (await eventually(services))["mnist-master-0"]
+            assert svc["spec"]["clusterIP"] == "None"
+            assert svc["spec"]["ports"][0]["port"] == 23456
+            assert svc["spec"]["selector"]["training.kubeflow.org/replica-index"] == "0"
+            assert svc["spec"]["selector"]["training.kubeflow.org/replica-type"] == "master"
+
+            await wait_condition(admin, "mnist", "Created")
+            for pod in pods.values():
+                await set_phase(admin, pod, "Running")
+            await wait_condition(admin, "mnist", "Running")
+
+            async def all_active() -> dict[str, Any] | None:
+                job = await get_job(admin, "mnist")
+                workers = (job or {}).get("status", {}).get("replicaStatuses", {}).get("Worker")
+                return job if (workers or {}).get("active") == 2 else None
+            running = await eventually(all_active)
+            assert condition(running, "Running")["reason"] == "PyTorchJobRunning"
+            statuses = running["status"]["replicaStatuses"]
+            assert statuses["Worker"]["selector"] == (
+                "training.kubeflow.org/job-name=mnist,training.kubeflow.org/operator-name="
+                "pytorchjob-controller,training.kubeflow.org/replica-type=worker")
+            assert running["status"]["startTime"]
+
+            await set_phase(admin, pods["mnist-master-0"], "Succeeded", exit_code=0)
+            done = await wait_condition(admin, "mnist", "Succeeded")
+            assert condition(done, "Succeeded")["reason"] == "PyTorchJobSucceeded"
+            assert condition(done, "Succeeded")["message"] == \
+                "PyTorchJob mnist is successfully completed."
+            assert done["status"]["completionTime"]
+            assert not condition(done, "Running")
+            # cleanPodPolicy None: the pods stay.
+            assert len(await job_pods(admin, "mnist")) == 3
+            reasons = await event_reasons(admin, "mnist")
+            assert {"SuccessfulCreatePod", "SuccessfulCreateService", "ExitedWithCode",
+                    "PyTorchJobSucceeded"} <= set(reasons)
+            return done
+
+    cluster.run(scenario())
+    if shutil.which(KUBECTL):
+        out = subprocess.run([KUBECTL, "--kubeconfig", str(kubeconfigs["admin"]), "get",
+                              "pytorchjobs", "-n", NS, "mnist"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+        header, row = out.splitlines()
+        assert header.split() == ["NAME", "STATE", "AGE"]
+        assert row.split()[:2] == ["mnist", "Succeeded"]
+
+
+def test_a_worker_failing_under_never_fails_the_job_and_cleans_up(
+        cluster: InProcessCluster, kubeconfigs: dict[str, Path], operator: None) -> None:
+    async def scenario() -> None:
+        async with admin_client(kubeconfigs) as admin:
+            await admin.create(V1, "pytorchjobs", pytorchjob(
+                "fails", restart_policy="Never", runPolicy={"cleanPodPolicy": "All"}), NS)
+            pods = await wait_pods(admin, "fails", 3)
+            assert pods["fails-worker-0"]["spec"]["restartPolicy"] == "Never"
+            await set_phase(admin, pods["fails-worker-0"], "Failed", exit_code=1)
+            job = await wait_condition(admin, "fails", "Failed")
+            failed = condition(job, "Failed")
+            assert failed["reason"] == "PyTorchJobFailed"
+            assert failed["message"] == "PyTorchJob fails is failed because 1 Worker " \
+                                        "replica(s) failed."
+            # cleanPodPolicy All: every pod goes once the job has finished.
+            await eventually(lambda: _none_left(admin, "fails"))
+
+    cluster.run(scenario())
+
+
+async def _none_left(admin: Client, name: str) -> bool:
+    return not await job_pods(admin, name)
+
+
+def test_exit_code_policy_retries_signals_and_fails_on_errors(
+        cluster: InProcessCluster, kubeconfigs: dict[str, Path], operator: None) -> None:
+    async def scenario() -> None:
+        async with admin_client(kubeconfigs) as admin:
+            await admin.create(V1, "pytorchjobs", pytorchjob("exits", restart_policy="ExitCode",
+                                                             workers=1), NS)
+            pods = await wait_pods(admin, "exits", 2)
+            worker = pods["exits-worker-0"]
+            assert worker["spec"]["restartPolicy"] == "Never"
+            await set_phase(admin, worker, "Failed", exit_code=137)
+
+            async def replaced() -> dict[str, Any] | None:
+                pod = (await job_pods(admin, "exits")).get("exits-worker-0")
+                return pod if pod and pod["metadata"]["uid"] != worker["metadata"]["uid"] \
+                    else None
+            again = await eventually(replaced)
+            assert condition(await get_job(admin, "exits"), "Restarting")
+            await set_phase(admin, again, "Failed", exit_code=1)
+            job = await wait_condition(admin, "exits", "Failed")
+            assert condition(job, "Failed")["message"] == \
+                'job "exits" is failing because "Worker" replica(s) failed.'
+
+    cluster.run(scenario())
+
+
+def test_suspend_deletes_pods_and_resume_brings_them_back(
+        cluster: InProcessCluster, kubeconfigs: dict[str, Path], operator: None) -> None:
+    async def scenario() -> None:
+        async with admin_client(kubeconfigs) as admin:
+            await admin.create(V1, "pytorchjobs", pytorchjob("pause", workers=1), NS)
+            await wait_pods(admin, "pause", 2)
+            await admin.patch(V1, "pytorchjobs", "pause",
+                              {"spec": {"runPolicy": {"suspend": True}}}, NS)
+            job = await wait_condition(admin, "pause", "Suspended")
+            assert condition(job, "Suspended")["reason"] == "PyTorchJobSuspended"
+            await eventually(lambda: _none_left(admin, "pause"))
+            await admin.patch(V1, "pytorchjobs", "pause",
+                              {"spec": {"runPolicy": {"suspend": False}}}, NS)
+            await wait_pods(admin, "pause", 2)
+            resumed = await get_job(admin, "pause")
+            suspended = next(c for c in resumed["status"]["conditions"]
+                             if c["type"] == "Suspended")
+            assert (suspended["status"], suspended["reason"]) == ("False", "PyTorchJobResumed")
+
+    cluster.run(scenario())
+
+
+def test_min_available_makes_a_pod_group_for_the_gang(
+        cluster: InProcessCluster, kubeconfigs: dict[str, Path], operator: None) -> None:
+    async def scenario() -> None:
+        async with admin_client(kubeconfigs) as admin:
+            with contextlib.suppress(ApiError):  # the scheduler installs it in a cluster
+                from pilothouse.scheduler.podgroups import CRD
+                await admin.create("apiextensions.k8s.io/v1", "customresourcedefinitions", CRD)
+            await asyncio.sleep(0.5)
+            await admin.create(V1, "pytorchjobs", pytorchjob(
+                "gang", runPolicy={"schedulingPolicy": {"minAvailable": 2,
+                                                        "scheduleTimeoutSeconds": 30}}), NS)
+            group = await eventually(lambda: _pod_group(admin, "gang"))
+            assert group["spec"] == {"minMember": 2, "scheduleTimeoutSeconds": 30}
+            assert group["metadata"]["ownerReferences"][0]["name"] == "gang"
+            pods = await wait_pods(admin, "gang", 3)
+            for pod in pods.values():
+                assert pod["metadata"]["labels"]["scheduling.x-k8s.io/pod-group"] == "gang"
+                assert pod["spec"]["schedulerName"] == "default-scheduler"
+
+    cluster.run(scenario())
+
+
+async def _pod_group(admin: Client, name: str) -> dict[str, Any] | None:
+    try:
+        return await admin.get("scheduling.x-k8s.io/v1alpha1", "podgroups", name, NS)
+    except ApiError:
+        return None
+
+
+def test_backoff_limit_and_deadline_fail_the_job(
+        cluster: InProcessCluster, kubeconfigs: dict[str, Path], operator: None) -> None:
+    async def scenario() -> None:
+        async with admin_client(kubeconfigs) as admin:
+            await admin.create(V1, "pytorchjobs", pytorchjob(
+                "flaky", workers=1, runPolicy={"backoffLimit": 2}), NS)
+            pods = await wait_pods(admin, "flaky", 2)
+            await set_phase(admin, pods["flaky-worker-0"], "Running", restarts=2)
+            job = await wait_condition(admin, "flaky", "Failed")
+            assert condition(job, "Failed")["message"] == \
+                "Job flaky has failed because it has reached the specified backoff limit"
+
+            await admin.create(V1, "pytorchjobs", pytorchjob(
+                "slow", workers=1, runPolicy={"activeDeadlineSeconds": 1}), NS)
+            job = await wait_condition(admin, "slow", "Failed", timeout=10)
+            assert condition(job, "Failed")["message"] == \
+                "Job slow has failed because it was active longer than specified deadline"
+            await eventually(lambda: _none_left(admin, "slow"))
+
+    cluster.run(scenario())
+
+
+def test_ttl_deletes_a_finished_job(cluster: InProcessCluster, kubeconfigs: dict[str, Path],
+                                    operator: None) -> None:
+    async def scenario() -> None:
+        async with admin_client(kubeconfigs) as admin:
+            await admin.create(V1, "pytorchjobs", pytorchjob(
+                "brief", workers=0, runPolicy={"ttlSecondsAfterFinished": 1}), NS)
+            pods = await wait_pods(admin, "brief", 1)
+            await set_phase(admin, pods["brief-master-0"], "Succeeded", exit_code=0)
+            await wait_condition(admin, "brief", "Succeeded")
+
+            async def gone() -> bool:
+                return await get_job(admin, "brief") is None
+            await eventually(gone, timeout=10)
+
+    cluster.run(scenario())
+
+
+def test_tfjob_xgboostjob_and_jaxjob_run_through_the_same_controller(
+        cluster: InProcessCluster, kubeconfigs: dict[str, Path], operator: None) -> None:
+    def framework_job(kind: str, field: str, container_name: str,
+                      replicas: dict[str, int]) -> dict[str, Any]:
+        template = {"spec": {"containers": [{"name": container_name, "image": "python:3.11"}]}}
+        return {"apiVersion": V1, "kind": kind, "metadata": {"name": "multi", "namespace": NS},
+                "spec": {field: {rtype: {"replicas": n, "template": template}
+                                 for rtype, n in replicas.items()}}}
+
+    async def run(plural: str, body: dict[str, Any], finisher: str,
+                  variable: str) -> dict[str, Any]:
+        async with admin_client(kubeconfigs) as admin:
+            await admin.create(V1, plural, body, NS)
+            count = sum(s["replicas"] for s in next(
+                v for k, v in body["spec"].items()).values())
+
+            async def pods() -> dict[str, dict[str, Any]] | None:
+                items, _ = await admin.list_all(
+                    "v1", "pods", NS, label_selector="training.kubeflow.org/job-name=multi")
+                return {p["metadata"]["name"]: p for p in items} if len(items) == count \
+                    else None
+            created = await eventually(pods)
+            assert variable in env_of(created[finisher])
+            await set_phase(admin, created[finisher], "Succeeded", exit_code=0)
+
+            async def succeeded() -> dict[str, Any] | None:
+                job = await admin.get(V1, plural, "multi", NS)
+                return job if condition(job, "Succeeded") else None
+            done = await eventually(succeeded)
+            await admin.delete(V1, plural, "multi", NS)
+            for pod in created:
+                with contextlib.suppress(ApiError):
+                    await admin.delete("v1", "pods", pod, NS)
+            await eventually(lambda: _none_left(admin, "multi"))
+            return done
+
+    tf = cluster.run(run("tfjobs", framework_job("TFJob", "tfReplicaSpecs", "tensorflow",
+                                                 {"PS": 1, "Worker": 2}),
+                         "multi-worker-0", "TF_CONFIG"))
+    assert condition(tf, "Succeeded")["reason"] == "TFJobSucceeded"
+    xgb = cluster.run(run("xgboostjobs", framework_job("XGBoostJob", "xgbReplicaSpecs",
+                                                       "xgboost", {"Master": 1, "Worker": 1}),
+                          "multi-master-0", "WORKER_ADDRS"))
+    assert condition(xgb, "Succeeded")["reason"] == "XGBoostJobSucceeded"
+    jax = cluster.run(run("jaxjobs", framework_job("JAXJob", "jaxReplicaSpecs", "jax",
+                                                   {"Worker": 1}),
+                          "multi-worker-0", "COORDINATOR_ADDRESS"))
+    assert condition(jax, "Succeeded")["reason"] == "JAXJobSucceeded"
+
+
+def test_installing_the_crds_again_changes_nothing_and_repairs_an_old_one(
+        cluster: InProcessCluster, kubeconfigs: dict[str, Path], operator: None) -> None:
+    crds = "customresourcedefinitions"
+
+    async def scenario() -> None:
+        async with admin_client(kubeconfigs) as admin, \
+                Client.from_kubeconfig(str(kubeconfigs["operator"])) as as_operator:
+            before = await admin.get("apiextensions.k8s.io/v1", crds, "jaxjobs.kubeflow.org")
+            await install_crds(as_operator, [JAX])
+            after = await admin.get("apiextensions.k8s.io/v1", crds, "jaxjobs.kubeflow.org")
+            assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+            after["spec"]["versions"][0]["additionalPrinterColumns"] = []
+            await admin.replace("apiextensions.k8s.io/v1", crds, after)
+            await install_crds(as_operator, [JAX])
+            repaired = await admin.get("apiextensions.k8s.io/v1", crds, "jaxjobs.kubeflow.org")
+            assert [c["name"] for c in repaired["spec"]["versions"][0][
+                "additionalPrinterColumns"]] == ["State", "Age"]
+
+    cluster.run(scenario())
+
+
+def test_a_job_managed_by_another_controller_is_left_alone(
+        cluster: InProcessCluster, kubeconfigs: dict[str, Path], operator: None) -> None:
+    async def scenario() -> None:
+        async with admin_client(kubeconfigs) as admin:
+            await admin.create(V1, "pytorchjobs", pytorchjob(
+                "elsewhere", workers=1, runPolicy={"managedBy": "kueue.x-k8s.io/multikueue"}),
+                NS)
+            await admin.create(V1, "pytorchjobs", pytorchjob("here", workers=1), NS)
+            await wait_pods(admin, "here", 2)  # the operator has had its look at both
+            assert await job_pods(admin, "elsewhere") == {}
+            assert not (await get_job(admin, "elsewhere") or {}).get("status")
+
+    cluster.run(scenario())
