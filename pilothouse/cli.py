@@ -242,7 +242,9 @@ def _operators(args: argparse.Namespace) -> int:
     try:
         _runner()(_until_signal(run_training_operator(
             args.kubeconfig, leader_elect=args.leader_elect,
-            gang_scheduler_name=args.gang_scheduler_name or None, controllers=only)))
+            gang_scheduler_name=args.gang_scheduler_name or None, controllers=only,
+            webhook=args.webhook, webhook_host=args.webhook_host,
+            webhook_port=args.webhook_port, webhook_service=args.webhook_service)))
     except ValueError as exc:
         print(f"pilothouse operators: {exc}", file=sys.stderr)
         return 2
@@ -451,6 +453,17 @@ def main(argv: list[str] | None = None) -> int:
                                 "/v1alpha1); empty: no gang scheduling (default "
                                 "default-scheduler, whose Coscheduling plugin does it here)")
     operators.add_argument("--no-leader-elect", dest="leader_elect", action="store_false")
+    operators.add_argument("--no-webhook", dest="webhook", action="store_false",
+                           help="do not serve and register the validating admission webhook "
+                                "(the leader then removes its configuration)")
+    operators.add_argument("--webhook-host", default="127.0.0.1",
+                           help="where the webhook listens and the API server reaches it "
+                                "(default 127.0.0.1)")
+    operators.add_argument("--webhook-port", type=_port_or_zero, default=0,
+                           help="the webhook's port (default 0: any free one)")
+    operators.add_argument("--webhook-service", default=None,
+                           help="NAMESPACE/NAME[:PORT]: register the webhook behind this "
+                                "Service instead of a URL (in-cluster; needs --webhook-port)")
     scheduler = commands.add_parser("scheduler", help="run the scheduler")
     scheduler.add_argument("--kubeconfig", required=True)
     scheduler.add_argument("--scheduler-name", default="default-scheduler")

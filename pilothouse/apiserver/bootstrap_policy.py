@@ -503,12 +503,15 @@ def _kubeflow_operators_rules() -> list[dict[str, list[str]]]:
     # What the training operator does and nothing more: install and update its CRDs, read
     # its jobs, write their status, delete them after ttlSecondsAfterFinished; keep one pod
     # and one headless Service per replica and a PodGroup per gang-scheduled job; record
-    # Events (created, then their counts patched); hold its leader lease. Later issues
-    # extend this role (Katib, Pipelines, notebooks, profiles) as each operator lands.
+    # Events (created, then their counts patched); hold its leader lease; register its
+    # validating webhooks (and remove them when run without). Later issues extend this
+    # role (Katib, Pipelines, notebooks, profiles) as each operator lands.
     jobs = ["jaxjobs", "mpijobs", "pytorchjobs", "tfjobs", "xgboostjobs"]
     return [
         _rule(["create", "get", "list", "update", "watch"], ["apiextensions.k8s.io"],
               ["customresourcedefinitions"]),
+        _rule(["create", "delete", "get", "patch", "update"], ["admissionregistration.k8s.io"],
+              ["validatingwebhookconfigurations"]),
         _rule(["delete", "get", "list", "watch"], ["kubeflow.org"], jobs),
         _rule(["get", "patch", "update"], ["kubeflow.org"], [f"{j}/status" for j in jobs]),
         _rule(["create", "delete", "get", "list", "watch"], [""], ["pods", "services"]),

@@ -591,7 +591,8 @@ def _review_problem(review: Any, uid: str, *, mutating: bool) -> str:
 
 
 def _denied(hook: Webhook, request: AdmissionRequest, status: Any) -> errors.APIError:
-    """The refusal a denial reads as (upstream's ToStatusErr)."""
+    """The refusal a denial reads as (upstream's ToStatusErr): details the webhook gave
+    (an Invalid error's kind, name and causes) are kept; others get the resource's."""
     status = status if isinstance(status, dict) else {}
     code = status.get("code") or 403
     denied_by = f'admission webhook "{hook.name}" denied the request'
@@ -606,8 +607,17 @@ def _denied(hook: Webhook, request: AdmissionRequest, status: Any) -> errors.API
     if code == 500:
         return errors.APIError(500, status.get("reason") or "InternalError",
                                f"Internal error occurred: {message}")
-    return errors.APIError(code, status.get("reason") or "Forbidden",
-                           f'{res.qualified()} "{name}" is forbidden: {message}',
+    prefixed = f'{res.qualified()} "{name}" is forbidden: {message}'
+    details = status.get("details")
+    if isinstance(details, dict):  # the webhook's own details stand, causes and all
+        causes = [errors.Cause(str(c.get("field") or ""), str(c.get("message") or ""),
+                               str(c.get("reason") or ""))
+                  for c in details.get("causes") or () if isinstance(c, dict)]
+        return errors.APIError(code, status.get("reason") or "Forbidden", prefixed,
+                               name=details.get("name"), group=details.get("group"),
+                               kind=details.get("kind"), causes=causes,
+                               retry_after=details.get("retryAfterSeconds"))
+    return errors.APIError(code, status.get("reason") or "Forbidden", prefixed,
                            name=name, group=res.group, kind=res.plural)
 
 

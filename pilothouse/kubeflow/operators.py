@@ -1,24 +1,27 @@
 """Entry points of the Kubeflow operators, for `pilothouse operators` and `up` to call.
 
 Each operator is a set of controllers run by `run_controllers` under one leader lease:
-the operator installs (or updates) its CRDs once it leads, then reconciles. Nothing here
-reads flags or the environment: the caller passes what it parsed.
+the operator installs (or updates) its CRDs once it leads, then reconciles. The training
+operator also serves its validating webhooks, registered once it leads (`training/webhook`).
+Nothing here reads flags or the environment: the caller passes what it parsed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..client import Client, Controller, run_controllers
+from ..client import Client, run_controllers
+from .training.controller import TrainingJobController
 from .training.crds import ALL_KINDS, install_crds
 from .training.jax import JAXJobController
 from .training.pytorch import PyTorchJobController
 from .training.tensorflow import TFJobController
+from .training.webhook import ServiceReference, WebhookServer, register, unregister
 from .training.xgboost import XGBoostJobController
 
 #: The training operator's controllers by name (as the real operator names them). MPIJob's
 #: CRD is installed, but no controller reconciles it yet.
-TRAINING_CONTROLLERS: dict[str, type[Controller]] = {
+TRAINING_CONTROLLERS: dict[str, type[TrainingJobController]] = {
     controller.name: controller for controller in (
         PyTorchJobController, TFJobController, XGBoostJobController, JAXJobController)}
 #: The scheduler that gang-schedules PodGroups: this platform's default scheduler runs
@@ -29,27 +32,54 @@ TRAINING_LEASE = "training-operator"
 
 async def run_training_operator(kubeconfig: str | None, *, leader_elect: bool = True,
                                 gang_scheduler_name: str | None = DEFAULT_GANG_SCHEDULER,
-                                controllers: Iterable[str] | None = None) -> None:
+                                controllers: Iterable[str] | None = None,
+                                webhook: bool = True, webhook_host: str = "127.0.0.1",
+                                webhook_port: int = 0,
+                                webhook_service: str | None = None) -> None:
     """Run the training operator until cancelled.
 
     `kubeconfig` None means in-cluster config. `gang_scheduler_name` None turns gang
     scheduling off (no PodGroups). `controllers` picks a subset of TRAINING_CONTROLLERS by
     name (all by default); an unknown name is a ValueError.
+
+    With `webhook`, the operator serves its validating webhooks for the chosen controllers'
+    kinds on `webhook_host`:`webhook_port` (0: a free port) and, once leading, registers
+    them: at that URL, or through `webhook_service` (`<namespace>/<name>[:<port>]`, the
+    Service fronting the operator in a cluster; its targetPort must then be a fixed
+    `webhook_port`). Without it, the leader removes a registration left by an earlier run.
+    A bad `webhook_service`, or an address the server cannot bind, is a ValueError.
     """
     chosen = list(TRAINING_CONTROLLERS) if controllers is None else list(controllers)
     unknown = [name for name in chosen if name not in TRAINING_CONTROLLERS]
     if unknown:
         raise ValueError(f"unknown training controllers {unknown}; choose from "
                          f"{sorted(TRAINING_CONTROLLERS)}")
+    service = ServiceReference.parse(webhook_service) if webhook_service else None
+    if service is not None and not webhook_port:
+        raise ValueError("a webhook Service needs a fixed webhook port for its targetPort")
+    server = WebhookServer(
+        host=webhook_host, port=webhook_port, service=service,
+        kinds=[TRAINING_CONTROLLERS[name].framework.kind for name in chosen]) \
+        if webhook else None
 
     async def install(client: Client) -> None:
         await install_crds(client, ALL_KINDS)
+        if server is not None:
+            await register(client, server.configuration())
+        else:
+            await unregister(client)
 
-    async with Client.from_kubeconfig(kubeconfig, user_agent="pilothouse-training-operator",
-                                      field_manager="training-operator") as client:
-        await client.wait_ready(timeout=60)
-        await run_controllers(
-            client, {name: TRAINING_CONTROLLERS[name] for name in chosen},
-            component="training-operator", lease_name=TRAINING_LEASE,
-            leader_elect=leader_elect, settings={"gang_scheduler_name": gang_scheduler_name},
-            on_leading=install)
+    if server is not None:
+        await server.start()
+    try:
+        async with Client.from_kubeconfig(kubeconfig, user_agent="pilothouse-training-operator",
+                                          field_manager="training-operator") as client:
+            await client.wait_ready(timeout=60)
+            await run_controllers(
+                client, {name: TRAINING_CONTROLLERS[name] for name in chosen},
+                component="training-operator", lease_name=TRAINING_LEASE,
+                leader_elect=leader_elect,
+                settings={"gang_scheduler_name": gang_scheduler_name}, on_leading=install)
+    finally:
+        if server is not None:
+            await server.stop()

@@ -4,7 +4,8 @@ A PyTorchJob of a Master and two Workers whose containers print the environment 
 operator gave them and the addresses their peers' names resolve to through cluster DNS
 (the sandbox runtime points a pod's resolver at it), then exit 0: the job ends Succeeded
 as `kubectl get pytorchjobs` shows. A job whose worker exits 1 under restartPolicy Never
-ends Failed.
+ends Failed. Jobs the operator cannot run are refused by the API server (its schema, or the
+operator's validating webhook) with kubectl's `is invalid` and exit code 1.
 
 `up` runs the operator as its own process, with its own identity
 (`components/kubeflow-operators.kubeconfig`).
@@ -13,6 +14,7 @@ ends Failed.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -43,6 +45,10 @@ def training_operator(cluster: Cluster) -> None:
              "the PyTorchJob CRD", timeout=60)
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                     "crd/pytorchjobs.kubeflow.org", timeout=70)
+    wait_for(lambda: cluster.kubectl("get", "validatingwebhookconfiguration",
+                                     "validator.training-operator.kubeflow.org",
+                                     check=False).returncode == 0,
+             "the training operator's validating webhooks", timeout=30)
 
 
 def replica(command: list[str], replicas: int, **extra: Any) -> dict[str, Any]:
@@ -106,6 +112,46 @@ def test_a_pytorchjob_gets_its_env_finds_its_master_and_succeeds(
     events = cluster.kubectl("get", "events", "-n", ns,
                              "--field-selector", "involvedObject.name=mnist").stdout
     assert "SuccessfulCreatePod" in events and "PyTorchJobSucceeded" in events
+
+
+@pytest.mark.parametrize(("name", "change", "cause"), [
+    ("unknown", lambda specs: specs.update(Chief=specs["Worker"]),
+     'spec.pytorchReplicaSpecs[Chief]: Unsupported value: "Chief": supported values: '
+     '"Master", "Worker"'),
+    ("negative", lambda specs: specs["Worker"].update(replicas=-1),
+     "spec.pytorchReplicaSpecs.Worker.replicas: Invalid value: -1"),
+    ("two-masters", lambda specs: specs["Master"].update(replicas=2),
+     "spec.pytorchReplicaSpecs[Master].replicas: Forbidden: must be 1"),
+    ("nproc", None, 'spec.nprocPerNode: Invalid value: "many"'),
+    ("empty", lambda specs: specs.clear(), "spec.pytorchReplicaSpecs: Invalid value"),
+])
+def test_kubectl_is_refused_a_job_the_operator_cannot_run(
+        cluster: Cluster, ns: str, training_operator: None, name: str,
+        change: Callable[[dict[str, Any]], None] | None, cause: str) -> None:
+    command = ["python", "-c", "print(1)"]
+    specs = {"Master": replica(command, 1), "Worker": replica(command, 1)}
+    job: dict[str, Any] = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+                           "metadata": {"name": name, "namespace": ns},
+                           "spec": {"pytorchReplicaSpecs": specs}}
+    if change is None:
+        job["spec"]["nprocPerNode"] = "many"
+    else:
+        change(specs)
+    result = cluster.kubectl("apply", "-f", "-", input=json.dumps(job), check=False)
+    assert result.returncode == 1, result
+    assert f'The PyTorchJob "{name}" is invalid' in result.stderr, result.stderr
+    assert cause in result.stderr, result.stderr
+    assert get_json(cluster, "pytorchjob", name, "-n", ns) is None
+
+
+def test_kubectl_is_refused_a_job_without_replica_specs(
+        cluster: Cluster, ns: str, training_operator: None) -> None:
+    job = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+           "metadata": {"name": "nothing", "namespace": ns}, "spec": {"nprocPerNode": "2"}}
+    result = cluster.kubectl("apply", "-f", "-", input=json.dumps(job), check=False)
+    assert result.returncode == 1, result
+    assert 'The PyTorchJob "nothing" is invalid' in result.stderr, result.stderr
+    assert "spec.pytorchReplicaSpecs: Required value" in result.stderr, result.stderr
 
 
 def test_a_worker_exiting_1_under_never_fails_the_job(

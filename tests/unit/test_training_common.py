@@ -197,10 +197,13 @@ def test_the_crds_are_accepted_and_their_schemas_default_and_refuse() -> None:
     schema = crd(PYTORCH)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     obj = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": {"name": "a"},
            "spec": {"pytorchReplicaSpecs": {"Worker": {"template": {}}, "Chief": {}}}}
-    assert prune(obj, schema) == ["spec.pytorchReplicaSpecs.Chief"]
+    # An unknown replica type is kept (and defaulted), for the webhook to refuse by name.
+    assert prune(obj, schema) == []
     apply_defaults(obj, schema)
     assert obj["spec"]["pytorchReplicaSpecs"]["Worker"] == {
         "template": {}, "replicas": 1, "restartPolicy": "OnFailure"}
+    assert obj["spec"]["pytorchReplicaSpecs"].pop("Chief") == {
+        "replicas": 1, "restartPolicy": "OnFailure"}
     assert obj["spec"]["runPolicy"] == {"cleanPodPolicy": "None", "suspend": False}
     assert validate(obj, schema) == []
     for bad, field in (({"pytorchReplicaSpecs": {}}, "spec.pytorchReplicaSpecs"),

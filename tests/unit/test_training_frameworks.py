@@ -88,8 +88,6 @@ def test_xgboost_env_and_rules() -> None:
         "PYTHONUNBUFFERED": "1", "WORKER_PORT": "9999",
         "WORKER_ADDRS": "j-worker-0,j-worker-1"}
     assert "WORKER_ADDRS" not in env(XGB, job(XGB, {"Master": 1}), "Master", 0)
-    assert XGB.validate(job(XGB, {"Worker": 2})) == [
-        "spec.xgbReplicaSpecs[Master]: Required value: must be present"]
     status = {"replicaStatuses": {"Master": {"succeeded": 1}, "Worker": {"active": 2}}}
     [event] = XGB.update_job_status(obj, status, [], None)
     assert event.message == "XGBoostJob j is successfully completed."

@@ -207,6 +207,49 @@ def test_invalid_jobs_are_refused_with_a_cause(cluster: InProcessCluster,
     cluster.run(scenario())
 
 
+def test_the_webhook_refuses_what_the_schema_lets_through(
+        cluster: InProcessCluster, kubeconfigs: dict[str, Path], operator: None) -> None:
+    """The operator's validating webhook, called by the API server: 422 with its causes."""
+    async def refused(body: dict[str, Any]) -> dict[str, Any]:
+        async with admin_client(kubeconfigs) as admin:
+            with pytest.raises(ApiError) as caught:
+                await admin.create(V1, "pytorchjobs", body, NS)
+            assert await get_job(admin, body["metadata"]["name"]) is None
+        assert (caught.value.status, caught.value.body["reason"]) == (422, "Invalid")
+        return caught.value.body
+
+    async def scenario() -> None:
+        beside = pytorchjob("beside")
+        beside["spec"]["pytorchReplicaSpecs"]["Chief"] = {
+            "replicas": 1, "template": {"spec": {"containers": [container()]}}}
+        status = await refused(beside)
+        assert status["message"] == (
+            'pytorchjobs.kubeflow.org "beside" is forbidden: admission webhook '
+            '"validator.pytorchjob.training-operator.kubeflow.org" denied the request: '
+            'PyTorchJob.kubeflow.org "beside" is invalid: spec.pytorchReplicaSpecs[Chief]: '
+            'Unsupported value: "Chief": supported values: "Master", "Worker"')
+        assert status["details"] == {
+            "name": "beside", "group": "kubeflow.org", "kind": "PyTorchJob",
+            "causes": [{"reason": "FieldValueNotSupported", "field":
+                        "spec.pytorchReplicaSpecs[Chief]", "message": 'Unsupported value: '
+                        '"Chief": supported values: "Master", "Worker"'}]}
+        two_masters = pytorchjob("masters")
+        two_masters["spec"]["pytorchReplicaSpecs"]["Master"]["replicas"] = 2
+        assert [c["field"] for c in (await refused(two_masters))["details"]["causes"]] == [
+            "spec.pytorchReplicaSpecs[Master].replicas"]
+        unnamed = pytorchjob("unnamed", workers=0)
+        unnamed["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0][
+            "name"] = "main"
+        [cause] = (await refused(unnamed))["details"]["causes"]
+        assert cause["message"] == \
+            "Required value: must have at least one container with name pytorch"
+        no_workers = pytorchjob("elastic", workers=0, elasticPolicy={"maxReplicas": 2})
+        [cause] = (await refused(no_workers))["details"]["causes"]
+        assert cause["field"] == "spec.pytorchReplicaSpecs[Worker]"
+
+    cluster.run(scenario())
+
+
 def test_a_job_gets_pods_services_env_and_succeeds_with_its_master(
         cluster: InProcessCluster, kubeconfigs: dict[str, Path], operator: None) -> None:
     async def scenario() -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""PyTorchJob's defaults, validation, environment and success rules, as pure functions."""
+"""PyTorchJob's defaults, environment and success rules, as pure functions (its validation:
+test_training_webhook.py)."""
 
 from __future__ import annotations
 
@@ -91,25 +92,6 @@ def test_env_is_added_to_every_container_after_the_users() -> None:
     first, second = pod["spec"]["containers"]
     assert first["env"][0] == {"name": "MINE", "value": "x"}
     assert {e["name"] for e in second["env"]} >= {"MASTER_ADDR", "RANK"}
-
-
-def test_validation_catches_what_the_schema_cannot() -> None:
-    assert FRAMEWORK.validate(job()) == []
-    two_masters = job(master=2)
-    assert FRAMEWORK.validate(two_masters) == [
-        "spec.pytorchReplicaSpecs[Master].replicas: Forbidden: must be 1"]
-    unnamed = job()
-    unnamed["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0][
-        "name"] = "main"
-    [problem] = FRAMEWORK.validate(unnamed)
-    assert "must have at least one container with name pytorch" in problem
-    elastic_without_workers = job(workers=None, elasticPolicy={"minReplicas": 1})
-    assert any("must be configured if elastic policy is used" in p
-               for p in FRAMEWORK.validate(elastic_without_workers))
-    unknown = job()
-    unknown["spec"]["pytorchReplicaSpecs"]["Chief"] = unknown["spec"]["pytorchReplicaSpecs"][
-        "Worker"]
-    assert any("Unsupported value: 'Chief'" in p for p in FRAMEWORK.validate(unknown))
 
 
 def status_with(**counts: dict[str, int]) -> dict[str, Any]:

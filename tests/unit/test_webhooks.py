@@ -185,6 +185,14 @@ def test_a_denial_reads_as_upstreams() -> None:
     assert (err.code, err.message) == (500, 'Internal error occurred: admission webhook '
                                        '"deny.example.com" denied the request without '
                                        "explanation")
+    err = _denied(hook, request(PODS), {
+        "code": 422, "reason": "Invalid", "message": "bad", "details": {
+            "name": "x", "group": "kubeflow.org", "kind": "PyTorchJob",
+            "causes": [{"field": "spec.a", "message": "Required value", "reason": "x"}]}})
+    body = err.status()
+    assert (err.code, body["details"]["kind"]) == (422, "PyTorchJob")  # the webhook's own
+    assert body["details"]["causes"] == [
+        {"field": "spec.a", "message": "Required value", "reason": "x"}]
 
 
 @pytest.mark.parametrize(("review", "mutating", "problem"), [

@@ -449,21 +449,6 @@ class Framework(ABC):
             set_default_port(spec, self.default_container, self.default_port_name,
                              self.default_port)
 
-    def validate(self, job: Mapping[str, Any]) -> list[str]:
-        """What the real validating webhook would refuse that the schema let through."""
-        problems = []
-        field = f"spec.{self.kind.replica_specs_field}"
-        for rtype, spec in replica_specs(job, self.kind).items():
-            if rtype not in self.kind.replica_types:
-                problems.append(f"{field}[{rtype}]: Unsupported value: {rtype!r}: supported "
-                                f"values: {', '.join(self.kind.replica_types)}")
-                continue
-            if default_container(spec, self.default_container) is None:
-                problems.append(f"{field}[{rtype}].template.spec.containers: Required value: "
-                                f"must have at least one container with name "
-                                f"{self.default_container}")
-        return problems
-
     @abstractmethod
     def set_cluster_spec(self, job: Mapping[str, Any], pod_spec: dict[str, Any], rtype: str,
                          index: int) -> None:

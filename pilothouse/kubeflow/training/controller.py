@@ -68,6 +68,7 @@ from .common import (
     update_job_conditions,
 )
 from .crds import API_VERSION
+from .validation import validate_job
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ class TrainingJobController(Controller):
         if is_failed(status) and (get_condition(status, FAILED) or {}).get("reason") == reason(
                 kind, FAILED_VALIDATION):
             return None
-        problems = self.framework.validate(job)
+        problems = [cause.render() for cause in validate_job(self.framework.kind, job).causes]
         if problems:
             message = f"{kind} {name} failed validation because {'; '.join(problems)}"
             events.append(Event("Warning", reason(kind, FAILED_VALIDATION), message))

@@ -9,13 +9,15 @@ false. (nprocPerNode's default, "auto", depends on elasticPolicy, so the control
 it, with the containers' default ports.) Pod templates keep unknown fields (the API server's pod
 validation applies when the pods are created), which keeps the schemas small.
 
-Where the real CRDs map replica types to specs with `additionalProperties`, these list the
-framework's replica types as properties and require at least one: a job with no known
-replica type is refused with a 422 (an unknown type alone is pruned, so the spec is empty),
-and `kubectl`'s strict field validation names an unknown type as an unknown field. What a
-schema cannot say (an unknown type beside a known one under lenient field validation,
-a Master with more than one replica, a missing framework container) the controller reports
-as a `<Kind>FailedValidation` event and condition.
+Replica types map to specs with `additionalProperties`, as in the real CRDs, so an unknown
+type reaches the operator's validating webhook (`webhook.py`), which refuses it by name;
+MPIJob, whose types default to different replica counts, lists them as properties instead.
+Beyond the real schemas, these require the replica specs and at least one type, refuse
+negative replicas, and hold nprocPerNode to what torchrun accepts, so those get a 422 with a
+cause even with the webhook off. What a schema cannot say (an unknown type, a Master with
+more than one replica, a missing framework container) is the webhook's to refuse; the
+controller also reports it as a `<Kind>FailedValidation` event and condition, for a job
+stored while no webhook was registered.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class JobKind:
     kind: str
     plural: str
     replica_specs_field: str
+    #: the container that runs the framework, which every replica must have
+    container: str
     #: replica type -> the replicas default (MPI's workers default to 0, the rest to 1)
     replica_types: Mapping[str, int]
     default_restart_policy: str
@@ -120,11 +124,14 @@ def status_schema() -> dict[str, Any]:
 
 def crd(job: JobKind) -> dict[str, Any]:
     """The CustomResourceDefinition of one job kind."""
-    specs = {
-        "type": "object", "minProperties": 1,
-        "properties": {rtype: replica_spec_schema(job.default_restart_policy, replicas)
-                       for rtype, replicas in job.replica_types.items()},
-    }
+    specs: dict[str, Any] = {"type": "object", "minProperties": 1}
+    defaults = set(job.replica_types.values())
+    if len(defaults) == 1:
+        specs["additionalProperties"] = replica_spec_schema(job.default_restart_policy,
+                                                            defaults.pop())
+    else:
+        specs["properties"] = {rtype: replica_spec_schema(job.default_restart_policy, replicas)
+                               for rtype, replicas in job.replica_types.items()}
     spec = {"type": "object", "required": [job.replica_specs_field], "properties": {
         job.replica_specs_field: specs, "runPolicy": run_policy_schema(),
         **copy.deepcopy(dict(job.extra_spec))}}
@@ -171,24 +178,26 @@ _ELASTIC_POLICY = {"type": "object", "properties": {
 
 PYTORCH = JobKind(
     kind="PyTorchJob", plural="pytorchjobs", replica_specs_field="pytorchReplicaSpecs",
+    container="pytorch",
     replica_types={"Master": 1, "Worker": 1}, default_restart_policy="OnFailure",
     extra_spec={"elasticPolicy": _ELASTIC_POLICY,
                 "nprocPerNode": {"type": "string", "pattern": NPROC_PER_NODE_PATTERN}},
     scale_replica_type="Worker")
 TENSORFLOW = JobKind(
-    kind="TFJob", plural="tfjobs", replica_specs_field="tfReplicaSpecs",
+    kind="TFJob", plural="tfjobs", replica_specs_field="tfReplicaSpecs", container="tensorflow",
     replica_types={"Chief": 1, "Master": 1, "PS": 1, "Worker": 1, "Evaluator": 1},
     default_restart_policy="Never",
     extra_spec={"successPolicy": {"type": "string", "enum": ["", "AllWorkers"]},
                 "enableDynamicWorker": {"type": "boolean"}})
 XGBOOST = JobKind(
     kind="XGBoostJob", plural="xgboostjobs", replica_specs_field="xgbReplicaSpecs",
+    container="xgboost",
     replica_types={"Master": 1, "Worker": 1}, default_restart_policy="Never")
 JAX = JobKind(
-    kind="JAXJob", plural="jaxjobs", replica_specs_field="jaxReplicaSpecs",
+    kind="JAXJob", plural="jaxjobs", replica_specs_field="jaxReplicaSpecs", container="jax",
     replica_types={"Worker": 1}, default_restart_policy="Never")
 MPI = JobKind(
-    kind="MPIJob", plural="mpijobs", replica_specs_field="mpiReplicaSpecs",
+    kind="MPIJob", plural="mpijobs", replica_specs_field="mpiReplicaSpecs", container="mpi",
     replica_types={"Launcher": 1, "Worker": 0}, default_restart_policy="Never",
     extra_spec={"slotsPerWorker": {**_INT32, "minimum": 1, "default": 1},
                 "cleanPodPolicy": {"type": "string", "enum": list(CLEAN_POD_POLICIES)},

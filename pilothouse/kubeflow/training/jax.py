@@ -35,7 +35,7 @@ WORKER = "Worker"
 class JAXFramework(Framework):
     kind = JAX
     controller_name = "jaxjob-controller"
-    default_container = "jax"
+    default_container = JAX.container
     default_port_name = "jaxjob-port"
     default_port = 6666
 

@@ -51,7 +51,7 @@ def nproc_per_node_int(job: Mapping[str, Any]) -> int:
 class PyTorchFramework(Framework):
     kind = PYTORCH
     controller_name = "pytorchjob-controller"
-    default_container = "pytorch"
+    default_container = PYTORCH.container
     default_port_name = "pytorchjob-port"
     default_port = 23456
 
@@ -69,17 +69,6 @@ class PyTorchFramework(Framework):
         if (elastic is None or elastic.get("nProcPerNode") is None) and \
                 spec.get("nprocPerNode") is None:
             spec["nprocPerNode"] = DEFAULT_NPROC_PER_NODE
-
-    def validate(self, job: Mapping[str, Any]) -> list[str]:
-        problems = super().validate(job)
-        specs = replica_specs(job, self.kind)
-        field = f"spec.{self.kind.replica_specs_field}"
-        if MASTER in specs and replicas_of(specs[MASTER]) != 1:
-            problems.append(f"{field}[Master].replicas: Forbidden: must be 1")
-        if (job.get("spec") or {}).get("elasticPolicy") is not None and WORKER not in specs:
-            problems.append(f"{field}[Worker]: Required value: must be configured if elastic "
-                            f"policy is used")
-        return problems
 
     def set_cluster_spec(self, job: Mapping[str, Any], pod_spec: dict[str, Any], rtype: str,
                          index: int) -> None:

@@ -54,7 +54,7 @@ ALL_WORKERS = "AllWorkers"
 class TensorFlowFramework(Framework):
     kind = TENSORFLOW
     controller_name = "tfjob-controller"
-    default_container = "tensorflow"
+    default_container = TENSORFLOW.container
     default_port_name = "tfjob-port"
     default_port = 2222
 

@@ -42,19 +42,9 @@ MASTER, WORKER = "Master", "Worker"
 class XGBoostFramework(Framework):
     kind = XGBOOST
     controller_name = "xgboostjob-controller"
-    default_container = "xgboost"
+    default_container = XGBOOST.container
     default_port_name = "xgboostjob-port"
     default_port = 9999
-
-    def validate(self, job: Mapping[str, Any]) -> list[str]:
-        problems = super().validate(job)
-        specs = replica_specs(job, self.kind)
-        field = f"spec.{self.kind.replica_specs_field}"
-        if MASTER not in specs:
-            problems.append(f"{field}[Master]: Required value: must be present")
-        elif replicas_of(specs[MASTER]) != 1:
-            problems.append(f"{field}[Master].replicas: Forbidden: must be 1")
-        return problems
 
     def set_cluster_spec(self, job: Mapping[str, Any], pod_spec: dict[str, Any], rtype: str,
                          index: int) -> None:

@@ -1,0 +1,281 @@
+"""The training operator's validating admission webhook: an HTTPS server and its registration.
+
+A job the schema accepts can still be wrong in ways only the operator knows (an unknown
+replica type, a Master with two replicas, no `pytorch` container); the real operator refuses
+those in validating webhooks (`pkg/webhooks/`), and so does this one, with the rules of
+`validation.py`. The API server calls it with an AdmissionReview v1 at the real paths
+(`/validate-kubeflow-org-v1-<kind>`); a refusal is the Status of an Invalid error (422,
+`details.causes` one per field), so `kubectl` prints `The PyTorchJob "x" is invalid: ...`.
+(The real webhooks hand controller-runtime an aggregate of field errors, which it turns into
+a 403 with the causes only in the message; the Invalid Status is what controller-runtime
+sends for a validator that returns `apierrors.NewInvalid`, and what lets clients read the
+causes.)
+
+Each start makes a new CA and serving certificate (`machinery/certs.py`), valid for
+127.0.0.1, the host the server is reached at, and `<service>.<namespace>.svc` when a Service
+fronts it. Once leading, the operator creates or replaces the ValidatingWebhookConfiguration
+named as the real manifest names it, `validator.training-operator.kubeflow.org`, with the
+new caBundle and address: by default `clientConfig.url` on an ephemeral port of 127.0.0.1
+(several clusters may share a machine), or a Service reference when the operator runs in a
+cluster. A standby never writes it; shutting down leaves it in place, as the real operator
+does, and the next leader replaces it.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import logging
+import socket
+import ssl
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from ...client import ApiError, Client
+from ...machinery.certs import certificate_builder
+from ...machinery.errors import invalid
+from .crds import GROUP, VERSION, JobKind
+from .validation import VALIDATED_KINDS, validate_job
+
+log = logging.getLogger(__name__)
+
+CONFIGURATION_NAME = "validator.training-operator.kubeflow.org"
+ADMISSION_API = "admissionregistration.k8s.io/v1"
+CONFIGURATIONS = "validatingwebhookconfigurations"
+REVIEW_API_VERSION = "admission.k8s.io/v1"
+#: A Service reference's port when none is given (the real Service's `443 -> 9443`).
+SERVICE_PORT = 443
+CERT_DAYS = 365
+REGISTER_ATTEMPTS = 5
+
+
+def webhook_path(kind: JobKind) -> str:
+    return f"/validate-{GROUP.replace('.', '-')}-{VERSION}-{kind.singular}"
+
+
+def webhook_name(kind: JobKind) -> str:
+    return f"validator.{kind.singular}.training-operator.kubeflow.org"
+
+
+@dataclass(frozen=True)
+class ServiceReference:
+    """The Service that fronts the webhook server inside a cluster."""
+
+    namespace: str
+    name: str
+    port: int = SERVICE_PORT
+
+    @classmethod
+    def parse(cls, value: str) -> ServiceReference:
+        """`<namespace>/<name>[:<port>]`; a ValueError says what is wrong."""
+        ref, _, port = value.partition(":")
+        namespace, _, name = ref.partition("/")
+        if not namespace or not name or (port and not port.isdigit()):
+            raise ValueError(f"webhook service {value!r} is not <namespace>/<name>[:<port>]")
+        return cls(namespace, name, int(port) if port else SERVICE_PORT)
+
+    @property
+    def dns_name(self) -> str:
+        return f"{self.name}.{self.namespace}.svc"
+
+
+def review_response(kind: JobKind, review: Mapping[str, Any]) -> dict[str, Any]:
+    """The AdmissionReview that answers `review` for a job of `kind`."""
+    request = review.get("request") or {}
+    job = request.get("object") or {}
+    old = request.get("oldObject") if request.get("operation") == "UPDATE" else None
+    verdict = validate_job(kind, job, old)
+    response: dict[str, Any] = {"uid": request.get("uid", ""), "allowed": not verdict.causes}
+    if verdict.causes:
+        name = (job.get("metadata") or {}).get("name") or request.get("name") or ""
+        status = invalid(kind.kind, name, verdict.causes, group=GROUP).status()
+        response["status"] = {k: v for k, v in status.items() if k not in ("kind", "apiVersion")}
+    else:
+        response["status"] = {"metadata": {}, "code": 200}
+    if verdict.warnings:
+        response["warnings"] = verdict.warnings
+    return {"apiVersion": REVIEW_API_VERSION, "kind": "AdmissionReview", "response": response}
+
+
+def serving_certificate(ips: Iterable[str], dns_names: Iterable[str]) -> tuple[bytes, bytes, bytes]:
+    """A new CA and a certificate it signs for `ips` and `dns_names`: (CA, cert, key) PEM."""
+    def subject(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = subject("training-operator-webhook-ca")
+    ca = (certificate_builder(ca_name, ca_name, ca_key.public_key(), days=CERT_DAYS)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
+                                       crl_sign=True, content_commitment=False,
+                                       key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False,
+                                       decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    names += [x509.DNSName(name) for name in dns_names]
+    cert = (certificate_builder(subject("training-operator-webhook"), ca_name,
+                                key.public_key(), days=CERT_DAYS)
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    return (ca.public_bytes(pem), cert.public_bytes(pem),
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class WebhookServer:
+    """The HTTPS server answering the API server's reviews; `start` binds it (port 0: any
+    free port, then `port` says which; an address it cannot bind is a ValueError), `stop`
+    closes it."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0,
+                 service: ServiceReference | None = None,
+                 kinds: Iterable[JobKind] = VALIDATED_KINDS) -> None:
+        self.host = host
+        self.port = port
+        self.service = service
+        self.kinds = tuple(kinds)
+        ips = {"127.0.0.1"} | ({host} if _is_ip(host) else set())
+        dns = ({host} if not _is_ip(host) else set()) | (
+            {service.dns_name} if service else set())
+        self.ca_pem, cert_pem, key_pem = serving_certificate(sorted(ips), sorted(dns))
+        self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        with tempfile.TemporaryDirectory() as tmp:  # the ssl module loads files only
+            cert_file, key_file = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
+            cert_file.write_bytes(cert_pem)
+            key_file.write_bytes(key_pem)
+            self._ssl.load_cert_chain(cert_file, key_file)
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        for kind in self.kinds:
+            app.router.add_post(webhook_path(kind), self._handler(kind))
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:  # a flag's value the caller can fix: say which, no traceback
+            sock.close()
+            await self._runner.cleanup()
+            raise ValueError(f"cannot serve the training webhooks on {self.host}:{self.port}: "
+                             f"{exc.strerror}") from None
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock, ssl_context=self._ssl).start()
+        log.info("training webhooks serving on https://%s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _handler(self, kind: JobKind) -> Any:
+        async def review(request: web.Request) -> web.Response:
+            try:
+                body = orjson.loads(await request.read())
+            except orjson.JSONDecodeError as exc:
+                return web.Response(status=400, text=f"the body is not JSON: {exc}")
+            if not isinstance(body, dict) or not isinstance(body.get("request"), dict):
+                return web.Response(status=400, text="the body is not an AdmissionReview")
+            answer = review_response(kind, body)
+            if not answer["response"]["allowed"]:
+                log.info("refused %s %s/%s: %s", kind.kind, body["request"].get("namespace"),
+                         answer["response"]["status"]["details"]["name"],
+                         answer["response"]["status"]["message"])
+            return web.Response(body=orjson.dumps(answer), content_type="application/json")
+        return review
+
+    def configuration(self) -> dict[str, Any]:
+        """The ValidatingWebhookConfiguration that points the API server here."""
+        ca_bundle = base64.b64encode(self.ca_pem).decode()
+        webhooks = []
+        for kind in self.kinds:
+            path = webhook_path(kind)
+            client: dict[str, Any] = {"caBundle": ca_bundle}
+            if self.service is not None:
+                client["service"] = {"namespace": self.service.namespace,
+                                     "name": self.service.name, "path": path,
+                                     "port": self.service.port}
+            else:
+                host = f"[{self.host}]" if ":" in self.host else self.host
+                client["url"] = f"https://{host}:{self.port}{path}"
+            webhooks.append({
+                "name": webhook_name(kind), "admissionReviewVersions": ["v1"],
+                "clientConfig": client, "failurePolicy": "Fail", "sideEffects": "None",
+                "rules": [{"apiGroups": [GROUP], "apiVersions": [VERSION],
+                           "operations": ["CREATE", "UPDATE"], "resources": [kind.plural]}]})
+        return {"apiVersion": ADMISSION_API, "kind": "ValidatingWebhookConfiguration",
+                "metadata": {"name": CONFIGURATION_NAME,
+                             "labels": {"control-plane": "kubeflow-training-operator"}},
+                "webhooks": webhooks}
+
+
+async def register(client: Client, configuration: Mapping[str, Any]) -> None:
+    """Create the configuration, or replace the stored one's webhooks and labels with it."""
+    name = configuration["metadata"]["name"]
+    for _ in range(REGISTER_ATTEMPTS):
+        try:
+            current = await client.get(ADMISSION_API, CONFIGURATIONS, name)
+        except ApiError as err:
+            if not err.not_found:
+                raise
+            try:
+                await client.create(ADMISSION_API, CONFIGURATIONS, dict(configuration))
+            except ApiError as exc:
+                if exc.conflict:
+                    continue
+                raise
+            log.info("registered the validating webhooks %s", name)
+            return
+        metadata = current["metadata"]
+        labels = {**(metadata.get("labels") or {}), **configuration["metadata"]["labels"]}
+        updated = {**current, "metadata": {**metadata, "labels": labels},
+                   "webhooks": configuration["webhooks"]}
+        try:
+            await client.replace(ADMISSION_API, CONFIGURATIONS, updated)
+        except ApiError as exc:
+            if exc.conflict:
+                continue
+            raise
+        log.info("updated the validating webhooks %s", name)
+        return
+    raise RuntimeError(f"could not register {name}: it kept changing under us")
+
+
+async def unregister(client: Client) -> None:
+    """Remove the configuration, so that running without the webhook does not leave the
+    API server calling one nobody serves (failurePolicy Fail would refuse every job)."""
+    try:
+        await client.delete(ADMISSION_API, CONFIGURATIONS, CONFIGURATION_NAME)
+    except ApiError as err:
+        if not err.not_found:
+            raise
+        return
+    log.info("removed the validating webhooks %s", CONFIGURATION_NAME)
