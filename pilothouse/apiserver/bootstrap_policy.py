@@ -504,7 +504,11 @@ def _kubeflow_operators_rules() -> list[dict[str, list[str]]]:
     # its jobs, write their status, delete them after ttlSecondsAfterFinished; keep one pod
     # and one headless Service per replica and a PodGroup per gang-scheduled job; record
     # Events (created, then their counts patched); hold its leader lease; register its
-    # validating webhooks (and remove them when run without). Later issues extend this
+    # validating webhooks (and remove them when run without). For MPIJobs, a ConfigMap
+    # (hostfile, kubexec.sh) and the launcher's ServiceAccount, Role and RoleBinding; the
+    # Role grants reading pods and exec (get and create on `pods/exec`, as a WebSocket
+    # exec needs), which RBAC lets only a holder of those grant (its escalation check),
+    # so the operator holds them too. Later issues extend this
     # role (Katib, Pipelines, notebooks, profiles) as each operator lands.
     jobs = ["jaxjobs", "mpijobs", "pytorchjobs", "tfjobs", "xgboostjobs"]
     return [
@@ -515,6 +519,11 @@ def _kubeflow_operators_rules() -> list[dict[str, list[str]]]:
         _rule(["delete", "get", "list", "watch"], ["kubeflow.org"], jobs),
         _rule(["get", "patch", "update"], ["kubeflow.org"], [f"{j}/status" for j in jobs]),
         _rule(["create", "delete", "get", "list", "watch"], [""], ["pods", "services"]),
+        _rule(["create", "get"], [""], ["pods/exec"]),
+        _rule(["create", "get", "list", "update", "watch"], [""], ["configmaps"]),
+        _rule(["create", "get", "list", "watch"], [""], ["serviceaccounts"]),
+        _rule(["create", "get", "list", "update", "watch"], ["rbac.authorization.k8s.io"],
+              ["rolebindings", "roles"]),
         _rule(["create", "patch"], [""], ["events"]),
         _rule(["create", "delete", "get", "list", "patch", "update", "watch"],
               ["scheduling.x-k8s.io"], ["podgroups"]),

@@ -14,16 +14,18 @@ from ..client import Client, run_controllers
 from .training.controller import TrainingJobController
 from .training.crds import ALL_KINDS, install_crds
 from .training.jax import JAXJobController
+from .training.mpi import MPIJobController
 from .training.pytorch import PyTorchJobController
 from .training.tensorflow import TFJobController
+from .training.validation import VALIDATED_KINDS
 from .training.webhook import ServiceReference, WebhookServer, register, unregister
 from .training.xgboost import XGBoostJobController
 
-#: The training operator's controllers by name (as the real operator names them). MPIJob's
-#: CRD is installed, but no controller reconciles it yet.
+#: The training operator's controllers by name (as the real operator names them).
 TRAINING_CONTROLLERS: dict[str, type[TrainingJobController]] = {
     controller.name: controller for controller in (
-        PyTorchJobController, TFJobController, XGBoostJobController, JAXJobController)}
+        PyTorchJobController, TFJobController, XGBoostJobController, JAXJobController,
+        MPIJobController)}
 #: The scheduler that gang-schedules PodGroups: this platform's default scheduler runs
 #: the Coscheduling plugin. Against a cluster with scheduler-plugins, pass its name.
 DEFAULT_GANG_SCHEDULER = "default-scheduler"
@@ -43,11 +45,12 @@ async def run_training_operator(kubeconfig: str | None, *, leader_elect: bool = 
     name (all by default); an unknown name is a ValueError.
 
     With `webhook`, the operator serves its validating webhooks for the chosen controllers'
-    kinds on `webhook_host`:`webhook_port` (0: a free port) and, once leading, registers
-    them: at that URL, or through `webhook_service` (`<namespace>/<name>[:<port>]`, the
-    Service fronting the operator in a cluster; its targetPort must then be a fixed
-    `webhook_port`). Without it, the leader removes a registration left by an earlier run.
-    A bad `webhook_service`, or an address the server cannot bind, is a ValueError.
+    kinds that have one (not MPIJob, as real v1) on `webhook_host`:`webhook_port` (0: a
+    free port) and, once leading, registers them: at that URL, or through `webhook_service`
+    (`<namespace>/<name>[:<port>]`, the Service fronting the operator in a cluster; its
+    targetPort must then be a fixed `webhook_port`). Without it, the leader removes a
+    registration left by an earlier run. A bad `webhook_service`, or an address the server
+    cannot bind, is a ValueError.
     """
     chosen = list(TRAINING_CONTROLLERS) if controllers is None else list(controllers)
     unknown = [name for name in chosen if name not in TRAINING_CONTROLLERS]
@@ -59,7 +62,8 @@ async def run_training_operator(kubeconfig: str | None, *, leader_elect: bool = 
         raise ValueError("a webhook Service needs a fixed webhook port for its targetPort")
     server = WebhookServer(
         host=webhook_host, port=webhook_port, service=service,
-        kinds=[TRAINING_CONTROLLERS[name].framework.kind for name in chosen]) \
+        kinds=[kind for kind in (TRAINING_CONTROLLERS[name].framework.kind for name in chosen)
+               if kind in VALIDATED_KINDS]) \
         if webhook else None
 
     async def install(client: Client) -> None:

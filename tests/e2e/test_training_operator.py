@@ -7,6 +7,11 @@ as `kubectl get pytorchjobs` shows. A job whose worker exits 1 under restartPoli
 ends Failed. Jobs the operator cannot run are refused by the API server (its schema, or the
 operator's validating webhook) with kubectl's `is invalid` and exit code 1.
 
+An MPIJob's launcher reads /etc/mpi/hostfile, resolves every worker named there and runs
+a command on each through /etc/mpi/kubexec.sh (`kubectl exec`, as mpirun starts its
+daemons; openmpi is not installed here), so the job Succeeds. A PyTorchJob whose image the
+kubelet refuses (pull policy Never) shows why in `kubectl describe pytorchjob`.
+
 `up` runs the operator as its own process, with its own identity
 (`components/kubeflow-operators.kubeconfig`).
 """
@@ -68,7 +73,7 @@ def explain(cluster: Cluster, namespace: str, name: str) -> str:
         cluster.kubectl("get", "pytorchjob", name, "-n", namespace, "-o", "yaml",
                         check=False).stdout,
         cluster.kubectl("get", "pods,events", "-n", namespace, check=False).stdout,
-        (cluster.home / "training-operator.log").read_text()[-3000:]])
+        (cluster.home / "pilothouse.log").read_text()[-3000:]])
 
 
 def test_a_pytorchjob_gets_its_env_finds_its_master_and_succeeds(
@@ -193,3 +198,101 @@ def test_a_gang_scheduled_job_runs_as_one_and_its_pod_group_goes_after(
     assert pod["spec"]["nodeName"] == node
     wait_for(lambda: get_json(cluster, "podgroup", "gang", "-n", ns) is None,
              "the PodGroup deleted once the job finished", timeout=30)
+
+
+LAUNCHER = """
+import json, socket, subprocess, time
+hosts = [line.split()[0] for line in open("/etc/mpi/hostfile") if line.strip()]
+resolved, deadline = {}, time.monotonic() + 60
+while len(resolved) < len(hosts) and time.monotonic() < deadline:
+    for host in hosts:
+        try:
+            resolved[host] = socket.getaddrinfo(host, 0, socket.AF_INET)[0][4][0]
+        except OSError:
+            pass
+    time.sleep(0.3)
+ran = {}
+for host in hosts:  # what mpirun does to start a daemon on each host
+    # A few tries: another cluster on this machine may answer the kubernetes Service's
+    # address too (its proxy shares the listener), and refuse this cluster's token.
+    for attempt in range(5):
+        done = subprocess.run(["/etc/mpi/kubexec.sh", host, "echo", "$(hostname)"],
+                              capture_output=True, text=True, timeout=60)
+        ran[host] = [done.returncode, done.stdout.strip(), done.stderr[-500:]]
+        if done.returncode == 0:
+            break
+print(json.dumps({"hosts": hosts, "resolved": resolved, "ran": ran}), flush=True)
+raise SystemExit(0 if len(resolved) == len(hosts) and all(r[0] == 0 for r in ran.values())
+                 else 1)
+"""
+
+
+def mpi_state(cluster: Cluster, namespace: str, name: str) -> str:
+    out = cluster.kubectl("get", "mpijobs", name, "-n", namespace, "--no-headers").stdout
+    fields = out.split()  # NAME AGE STATE: the real MPIJob CRD lists AGE first
+    return fields[2] if len(fields) >= 3 else ""
+
+
+def test_an_mpijob_launcher_reaches_every_worker_in_its_hostfile_and_succeeds(
+        cluster: Cluster, node: str, ns: str, training_operator: None) -> None:
+    def replica(replicas: int, command: list[str] | None) -> dict[str, Any]:
+        container: dict[str, Any] = {"name": "mpi", "image": IMAGE}
+        if command:
+            container["command"] = command
+        return {"replicas": replicas, "template": {"spec": {
+            "terminationGracePeriodSeconds": 2, "containers": [container]}}}
+    job = {"apiVersion": "kubeflow.org/v1", "kind": "MPIJob",
+           "metadata": {"name": "pi", "namespace": ns},
+           "spec": {"slotsPerWorker": 2, "runPolicy": {"cleanPodPolicy": "Running"},
+                    "mpiReplicaSpecs": {
+                        "Launcher": replica(1, ["python", "-c", LAUNCHER]),
+                        # No command: the operator makes workers `sleep 365d`.
+                        "Worker": replica(2, None)}}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(job))
+
+    def explain_mpi() -> str:
+        return "\n".join([
+            cluster.kubectl("get", "mpijob", "pi", "-n", ns, "-o", "yaml", check=False).stdout,
+            cluster.kubectl("logs", "pi-launcher", "-n", ns, check=False).stdout,
+            explain(cluster, ns, "pi")])
+    wait_for(lambda: mpi_state(cluster, ns, "pi") == "Succeeded", "pi Succeeded",
+             timeout=180, explain=explain_mpi)
+
+    seen = json.loads(cluster.kubectl("logs", "pi-launcher", "-n", ns).stdout)
+    assert seen["hosts"] == ["pi-worker-0", "pi-worker-1"]
+    for host in seen["hosts"]:
+        assert seen["ran"][host][:2] == [0, host], seen["ran"]
+    config = get_json(cluster, "configmap", "pi-config", "-n", ns) or {}
+    assert config["data"]["hostfile"] == "pi-worker-0 slots=2\npi-worker-1 slots=2\n"
+    status = (get_json(cluster, "mpijob", "pi", "-n", ns) or {})["status"]
+    assert status["replicaStatuses"]["Launcher"]["succeeded"] == 1
+    # cleanPodPolicy Running: the sleeping workers go, the finished launcher stays.
+    for worker in ("pi-worker-0", "pi-worker-1"):
+        wait_for(lambda w=worker: get_json(cluster, "pod", w, "-n", ns) is None,
+                 f"{worker} deleted", timeout=60, explain=explain_mpi)
+    assert (get_json(cluster, "pod", "pi-launcher", "-n", ns) or {})["status"][
+        "phase"] == "Succeeded"
+
+
+def test_a_pytorchjob_whose_image_cannot_be_used_says_why_in_kubectl_describe(
+        cluster: Cluster, node: str, ns: str, training_operator: None) -> None:
+    image = f"absent-{ns}:1"
+    master = replica(["python", "-c", "print(1)"], 1)
+    master["template"]["spec"]["containers"][0].update(image=image, imagePullPolicy="Never")
+    job = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+           "metadata": {"name": "absent", "namespace": ns},
+           "spec": {"pytorchReplicaSpecs": {"Master": master}}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(job))
+    why = f'Container image "{image}" is not present with pull policy of Never'
+
+    def described() -> str:
+        out = cluster.kubectl("describe", "pytorchjob", "absent", "-n", ns).stdout
+        return out if why in out.split("Events:")[-1] else ""
+    out = wait_for(described, "ErrImageNeverPull in kubectl describe", timeout=60,
+                   explain=lambda: explain(cluster, ns, "absent"))
+    conditions, events = out.split("Events:")
+    assert (f"Message: PyTorchJob absent is created. Pod {ns}/absent-master-0 cannot start: "
+            f"ErrImageNeverPull: {why}") in " ".join(conditions.split()), conditions
+    assert "Warning  ErrImageNeverPull" in events, events
+    assert f"Pod: {ns}.absent-master-0 cannot start: ErrImageNeverPull" in events, events
+    assert job_state(cluster, ns, "absent") == "Created"

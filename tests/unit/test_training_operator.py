@@ -113,9 +113,10 @@ def pytorchjob(name: str, *, workers: int = 2, master: bool = True,
             "spec": {"pytorchReplicaSpecs": specs, **spec}}
 
 
-async def get_job(admin: Client, name: str) -> dict[str, Any] | None:
+async def get_job(admin: Client, name: str, plural: str = "pytorchjobs"
+                  ) -> dict[str, Any] | None:
     try:
-        return await admin.get(V1, "pytorchjobs", name, NS)
+        return await admin.get(V1, plural, name, NS)
     except ApiError as err:
         if err.not_found:
             return None
@@ -130,9 +131,9 @@ def condition(job: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
 
 
 async def wait_condition(admin: Client, name: str, kind: str,
-                         timeout: float = 15) -> dict[str, Any]:
+                         timeout: float = 15, plural: str = "pytorchjobs") -> dict[str, Any]:
     async def check() -> dict[str, Any] | None:
-        job = await get_job(admin, name)
+        job = await get_job(admin, name, plural)
         return job if condition(job, kind) else None
     return await eventually(check, timeout=timeout)
 
@@ -558,5 +559,117 @@ def test_a_job_managed_by_another_controller_is_left_alone(
             await wait_pods(admin, "here", 2)  # the operator has had its look at both
             assert await job_pods(admin, "elsewhere") == {}
             assert not (await get_job(admin, "elsewhere") or {}).get("status")
+
+    cluster.run(scenario())
+
+
+def test_a_pod_that_cannot_start_shows_why_in_the_created_condition_and_an_event(
+        cluster: InProcessCluster, kubeconfigs: dict[str, Path], operator: None) -> None:
+    async def scenario() -> None:
+        async with admin_client(kubeconfigs) as admin:
+            await admin.create(V1, "pytorchjobs", pytorchjob("stuck", workers=1), NS)
+            pods = await wait_pods(admin, "stuck", 2)
+            master = pods["stuck-master-0"]
+            message = 'Container image "python:3.11" is not present with pull policy of Never'
+            for attempt in range(2):  # the kubelet retrying: still one event
+                await admin.patch("v1", "pods", "stuck-master-0", {"status": {
+                    "phase": "Pending", "containerStatuses": [{
+                        "name": "pytorch", "image": "python:3.11", "imageID": "",
+                        "ready": False, "restartCount": 0, "state": {"waiting": {
+                            "reason": "ErrImageNeverPull",
+                            "message": f"{message} ({attempt})"}}}]}}, NS,
+                    subresource="status")
+
+                async def explained(attempt: int = attempt) -> dict[str, Any] | None:
+                    created = condition(await get_job(admin, "stuck"), "Created")
+                    return created if created and f"({attempt})" in created["message"] \
+                        else None
+                created = await eventually(explained)
+            assert created["message"] == (
+                "PyTorchJob stuck is created. Pod default/stuck-master-0 cannot start: "
+                f"ErrImageNeverPull: {message} (1)")
+            assert created["reason"] == "PyTorchJobCreated"
+            items, _ = await admin.list_all("v1", "events", NS)
+            [event] = [e for e in items if e["involvedObject"]["name"] == "stuck"
+                       and e["reason"] == "ErrImageNeverPull"]
+            assert event["type"] == "Warning"
+            assert event["message"] == \
+                f"Pod: default.stuck-master-0 cannot start: ErrImageNeverPull: {message} (0)"
+            assert event["count"] == 1
+
+            await set_phase(admin, master, "Running")
+
+            async def cleared() -> dict[str, Any] | None:
+                created = condition(await get_job(admin, "stuck"), "Created")
+                return created if created and created["message"] == \
+                    "PyTorchJob stuck is created." else None
+            await eventually(cleared)
+            await admin.delete(V1, "pytorchjobs", "stuck", NS)
+
+    cluster.run(scenario())
+
+
+def mpijob(name: str, workers: int) -> dict[str, Any]:
+    def replica(count: int, command: list[str]) -> dict[str, Any]:
+        return {"replicas": count, "template": {"spec": {"containers": [
+            {"name": "mpi", "image": "python:3.11", "command": command}]}}}
+    return {"apiVersion": V1, "kind": "MPIJob", "metadata": {"name": name, "namespace": NS},
+            "spec": {"slotsPerWorker": 2, "mpiReplicaSpecs": {
+                "Launcher": replica(1, ["mpirun", "hostname"]),
+                "Worker": replica(workers, ["sleep", "60"])}}}
+
+
+def test_an_mpijob_gets_its_hostfile_rbac_and_pods_and_succeeds_with_its_launcher(
+        cluster: InProcessCluster, kubeconfigs: dict[str, Path], operator: None) -> None:
+    async def scenario() -> None:
+        async with admin_client(kubeconfigs) as admin:
+            created = await admin.create(V1, "mpijobs", mpijob("pi", 2), NS)
+            assert created["spec"]["mpiReplicaSpecs"]["Worker"]["restartPolicy"] == "Never"
+            assert "cleanPodPolicy" not in created["spec"]["runPolicy"]
+            pods = await wait_pods(admin, "pi", 3)
+            assert set(pods) == {"pi-launcher", "pi-worker-0", "pi-worker-1"}
+            config = await admin.get("v1", "configmaps", "pi-config", NS)
+            assert config["data"]["hostfile"] == "pi-worker-0 slots=2\npi-worker-1 slots=2\n"
+            assert config["data"]["discover_hosts.sh"] == "#!/bin/sh"
+            rbac = "rbac.authorization.k8s.io/v1"
+            role = await admin.get(rbac, "roles", "pi-launcher", NS)
+            assert role["rules"][1]["resourceNames"] == ["pi-worker-0", "pi-worker-1"]
+            binding = await admin.get(rbac, "rolebindings", "pi-launcher", NS)
+            assert binding["subjects"][0]["name"] == "pi-launcher"
+            account = await admin.get("v1", "serviceaccounts", "pi-launcher", NS)
+            assert account["metadata"]["ownerReferences"][0]["name"] == "pi"
+            launcher = pods["pi-launcher"]
+            assert launcher["spec"]["serviceAccountName"] == "pi-launcher"
+            assert env_of(launcher)["OMPI_MCA_plm_rsh_agent"] == "/etc/mpi/kubexec.sh"
+
+            async def worker_services() -> list[str] | None:
+                items, _ = await admin.list_all(
+                    "v1", "services", NS, label_selector="training.kubeflow.org/job-name=pi")
+                names = sorted(s["metadata"]["name"] for s in items)
+                return names if len(names) == 2 else None
+            assert await eventually(worker_services) == ["pi-worker-0", "pi-worker-1"]
+
+            for worker in ("pi-worker-0", "pi-worker-1"):
+                await set_phase(admin, pods[worker], "Running")
+
+            async def discovered() -> str | None:
+                data = (await admin.get("v1", "configmaps", "pi-config", NS))["data"]
+                script = data["discover_hosts.sh"]
+                return script if "pi-worker-1" in script else None
+            assert await eventually(discovered) == \
+                "#!/bin/sh\necho pi-worker-0:2\necho pi-worker-1:2"
+
+            await set_phase(admin, launcher, "Running")
+            running = await wait_condition(admin, "pi", "Running", plural="mpijobs")
+            assert condition(running, "Running")["reason"] == "MPIJobRunning"
+            await set_phase(admin, launcher, "Succeeded", exit_code=0)
+            done = await wait_condition(admin, "pi", "Succeeded", plural="mpijobs")
+            assert condition(done, "Succeeded")["message"] == \
+                "MPIJob default/pi successfully completed."
+            assert done["status"]["replicaStatuses"]["Launcher"]["succeeded"] == 1
+            reasons = await event_reasons(admin, "pi")
+            assert {"SuccessfulCreateConfigMap", "SuccessfulCreateRole",
+                    "SuccessfulCreateRoleBinding", "SuccessfulCreateServiceAccount",
+                    "MPIJobRunning", "MPIJobSucceeded"} <= set(reasons)
 
     cluster.run(scenario())

@@ -1,6 +1,7 @@
-"""Kubeflow's training operator (`kubeflow.org/v1`): PyTorchJob, TFJob, XGBoostJob, JAXJob.
+"""Kubeflow's training operator (`kubeflow.org/v1`): PyTorchJob, TFJob, XGBoostJob, JAXJob,
+MPIJob.
 
-`crds` declares the CustomResourceDefinitions (MPIJob's included, reconciled later),
+`crds` declares the CustomResourceDefinitions,
 `common` is the job controller every framework shares (pods, headless Services, PodGroups,
 restart policies, run policy, status), and one module per framework says what differs:
 its defaults, the environment its processes need to find each other, and when it has

@@ -30,6 +30,16 @@ As the real operator (release-1.9) does, so the SDKs and dashboards read the sam
 - Conditions Created, Running, Restarting, Succeeded, Failed, Suspended with reasons
   `<Kind><Reason>` and the real messages; replicaStatuses, startTime, completionTime.
 
+Beyond the real operator, which says nothing while a pod cannot start: a replica pod whose
+container waits for a reason that needs someone to act (ErrImagePull, ImagePullBackOff,
+ErrImageNeverPull, InvalidImageName, CreateContainer(Config)Error, RunContainerError, a
+failed sandbox) or that is Unschedulable is a `StartProblem`. The job gets a Warning event
+with the pod's reason, naming the pod and the message, and the Created condition (still
+True, reason `<Kind>Created`) says in its message which pod cannot start and why, until no
+pod has a problem. Not a Running condition with status False: the STATE printer column
+shows the last condition's type, so `kubectl get` would print Running for a job whose pods
+never ran; `kubectl describe` shows every condition's message and the events.
+
 Here: labels, names, pods, Services and PodGroups to create, conditions, restart and
 failure rules, and `Framework`, what one framework adds.
 """
@@ -291,6 +301,74 @@ def count_replica_pod(status: dict[str, Any], rtype: str, pod: Mapping[str, Any]
     counts[key] = counts.get(key, 0) + 1
 
 
+#: Container waiting reasons that mean it cannot start until someone changes something (the
+#: image, the pod, the node), as opposed to ContainerCreating or a crash loop.
+CANNOT_START_REASONS = frozenset({
+    "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName",
+    "CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
+#: The kubelet waits in ContainerCreating, with this message prefix, when the pod's sandbox
+#: (its network) could not be made; its event says FailedCreatePodSandBox.
+SANDBOX_FAILURE_PREFIX = "Failed to create pod sandbox"
+
+
+@dataclass(frozen=True)
+class StartProblem:
+    """Why one pod cannot start: the kubelet's or the scheduler's reason and message."""
+
+    pod: str
+    reason: str
+    message: str
+
+
+def start_problem(pod: Mapping[str, Any]) -> StartProblem | None:
+    """What keeps a pod from starting: a container waiting for a reason in
+    CANNOT_START_REASONS (init containers first) or a failed sandbox, or, unscheduled,
+    PodScheduled False with reason Unschedulable. None once nothing does."""
+    status = pod.get("status") or {}
+    name = f"{meta(pod).get('namespace')}/{meta(pod).get('name')}"
+    if phase(pod) not in ("", "Pending", "Running"):
+        return None
+    for cs in (status.get("initContainerStatuses") or []) + (
+            status.get("containerStatuses") or []):
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        why, message = waiting.get("reason") or "", waiting.get("message") or ""
+        if why in CANNOT_START_REASONS:
+            return StartProblem(name, why, message)
+        if why == "ContainerCreating" and message.startswith(SANDBOX_FAILURE_PREFIX):
+            return StartProblem(name, "FailedCreatePodSandBox", message)
+    if phase(pod) in ("", "Pending"):
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and \
+                    cond.get("reason") == "Unschedulable":
+                return StartProblem(name, "Unschedulable", cond.get("message") or "")
+    return None
+
+
+def created_message(kind: str, name: str, problems: list[StartProblem]) -> str:
+    """The Created condition's message: the real one, and while pods cannot start, why
+    the first cannot (and how many others cannot)."""
+    message = f"{kind} {name} is created."
+    if not problems:
+        return message
+    first = problems[0]
+    message += f" Pod {first.pod} cannot start: {first.reason}"
+    if first.message:
+        message += f": {first.message}"
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more pod(s) cannot start)"
+    return message
+
+
+def set_condition_message(status: dict[str, Any], kind: str, message: str,
+                          now: datetime | None = None) -> None:
+    """Change the message of an existing condition, keeping its status and reason (which
+    `update_job_conditions` treats as no change)."""
+    current = get_condition(status, kind)
+    if current is not None and current.get("message") != message:
+        current["message"] = message
+        current["lastUpdateTime"] = rfc3339(now)
+
+
 def restarts_counted(specs: Mapping[str, Mapping[str, Any]],
                      pods: list[dict[str, Any]]) -> int:
     """Container restarts of running pods of replica types that restart (PastBackoffLimit)."""
@@ -367,7 +445,7 @@ def new_service(job: Mapping[str, Any], framework: Framework, rtype: str,
     ports = [{"name": port_name, "port": port} for port_name, port in
              sorted(container_ports(spec, framework.default_container).items())]
     return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": replica_name(name, rtype, index),
+            "metadata": {"name": framework.pod_name(name, rtype, index),
                          "namespace": meta(job).get("namespace"), "labels": labels,
                          "ownerReferences": [owner_reference(job, framework.kind.kind)]},
             "spec": {"clusterIP": "None", "selector": dict(labels), "ports": ports}}
@@ -386,7 +464,7 @@ def new_pod(job: Mapping[str, Any], framework: Framework, rtype: str, index: int
               **replica_labels(framework.controller_name, name, rtype, index)}
     if framework.is_master_role(specs, rtype, index):
         labels[JOB_ROLE_LABEL] = "master"
-    pod_name = replica_name(name, rtype, index)
+    pod_name = framework.pod_name(name, rtype, index)
     framework.set_cluster_spec(job, pod_spec, rtype, index)
     events = []
     if pod_spec.get("restartPolicy"):
@@ -404,7 +482,8 @@ def new_pod(job: Mapping[str, Any], framework: Framework, rtype: str, index: int
         labels[POD_GROUP_LABEL] = name
     # The pod's own name under its Service: `<pod>.<svc>` resolves too.
     pod_spec.setdefault("hostname", pod_name)
-    pod_spec.setdefault("subdomain", pod_name)
+    if framework.has_service(rtype):
+        pod_spec.setdefault("subdomain", pod_name)
     pod_meta: dict[str, Any] = {
         "name": pod_name, "namespace": meta(job).get("namespace"), "labels": labels,
         "ownerReferences": [owner_reference(job, framework.kind.kind)]}
@@ -459,6 +538,22 @@ class Framework(ABC):
         if "Master" in specs:
             return rtype == "Master"
         return rtype == "Worker" and index == 0
+
+    def main_container(self, job: Mapping[str, Any], pod: Mapping[str, Any]) -> str:
+        """The container whose exit code is the replica's (ExitCode, ExitedWithCode)."""
+        return self.default_container
+
+    def pod_name(self, job_name: str, rtype: str, index: int) -> str:
+        """The name of one replica's pod (and Service)."""
+        return replica_name(job_name, rtype, index)
+
+    def has_service(self, rtype: str) -> bool:
+        """Whether each replica of this type gets a headless Service of its pod's name."""
+        return True
+
+    def replica_types_in_order(self, specs: Mapping[str, Any]) -> list[str]:
+        """The order in which one sync creates the replica types' pods."""
+        return sorted(specs)
 
     @abstractmethod
     def update_job_status(self, job: Mapping[str, Any], status: dict[str, Any],

@@ -6,9 +6,15 @@ real operator's `JobController.ReconcileJobs` does: validate, clean up a finishe
 suspended job, fail one past its backoffLimit or deadline, keep its PodGroup, then keep
 one pod and one headless Service per replica and write the status.
 
+A framework may keep more objects before the pods (`reconcile_dependents`: MPIJob's
+ConfigMap and launcher RBAC), name its pods, say which replica types get Services and in
+which order types are created (its `Framework`).
+
 Pods are recreated at most once per failure: a pod the controller asked to delete is
 remembered by uid until the cache shows it gone. The count of pods recreated, kept for
-backoffLimit, lives in memory, as the real operator's requeue count does.
+backoffLimit, lives in memory, as the real operator's requeue count does; so does which
+start problem of a pod has had its Warning event (one per distinct reason), so a restarted
+operator reports a still-stuck pod once more.
 """
 
 from __future__ import annotations
@@ -39,8 +45,10 @@ from .common import (
     SUSPENDED,
     Event,
     Framework,
+    StartProblem,
     condition_true,
     count_replica_pod,
+    created_message,
     deadline_left,
     exit_code,
     get_condition,
@@ -63,7 +71,9 @@ from .common import (
     restarts_counted,
     run_policy,
     selector_string,
+    set_condition_message,
     slices,
+    start_problem,
     ttl_left,
     update_job_conditions,
 )
@@ -95,6 +105,8 @@ class TrainingJobController(Controller):
         self._recreated: dict[str, int] = {}
         #: pod uids whose exit has been reported with an ExitedWithCode event
         self._exits_reported: set[str] = set()
+        #: pod uid -> the reasons it could not start, each reported once with a Warning event
+        self._start_problems: dict[str, set[str]] = {}
 
     def _gang_scheduler(self, job: Mapping[str, Any]) -> str | None:
         """The gang scheduler's name if this job is gang scheduled: it asks to be (a
@@ -121,6 +133,7 @@ class TrainingJobController(Controller):
         if new is None:
             for pending in self._deleting.values():
                 pending.discard(meta(obj).get("uid", ""))
+            self._start_problems.pop(meta(obj).get("uid", ""), None)
 
     def _owned(self, informer: Informer, job: Mapping[str, Any]) -> list[dict[str, Any]]:
         namespace = meta(job).get("namespace")
@@ -216,12 +229,18 @@ class TrainingJobController(Controller):
         if self._gang_scheduler(job) is not None and not await self._sync_pod_group(job):
             status["lastReconcileTime"] = rfc3339(now)
             return POD_GROUP_RETRY_SECONDS
-        again: float | None = None
-        for rtype in sorted(specs):
-            busy = await self._reconcile_pods(job, status, pods, rtype, events, now)
-            await self._reconcile_services(job, services, rtype, events)
+        again = await self.reconcile_dependents(job, pods, events)
+        if again is not None:
+            status["lastReconcileTime"] = rfc3339(now)
+            return again
+        problems: list[StartProblem] = []
+        for rtype in self.framework.replica_types_in_order(specs):
+            busy = await self._reconcile_pods(job, status, pods, rtype, events, problems, now)
+            if self.framework.has_service(rtype):
+                await self._reconcile_services(job, services, rtype, events)
             if busy:
                 again = NAME_BUSY_SECONDS
+        set_condition_message(status, CREATED, created_message(kind, name, problems), now)
         status.setdefault("startTime", rfc3339(now))
         for rtype in specs:
             counts = status.setdefault("replicaStatuses", {}).setdefault(rtype, {})
@@ -238,10 +257,17 @@ class TrainingJobController(Controller):
             again = min(again, left) if again is not None else left
         return again
 
+    async def reconcile_dependents(self, job: dict[str, Any], pods: list[dict[str, Any]],
+                                   events: list[Event]) -> float | None:
+        """Keep what a framework needs beside its pods and Services (MPI: a ConfigMap and
+        the launcher's RBAC) before they are made; seconds to wait when that failed."""
+        return None
+
     async def _reconcile_pods(self, job: dict[str, Any], status: dict[str, Any],
                               pods: list[dict[str, Any]], rtype: str, events: list[Event],
-                              now: datetime) -> bool:
-        """Create missing pods, delete surplus and failed-to-restart ones, count the rest.
+                              problems: list[StartProblem], now: datetime) -> bool:
+        """Create missing pods, delete surplus and failed-to-restart ones, count the rest,
+        and note (in `problems`, with one Warning event per reason) pods that cannot start.
         True if a pod could not be created because its predecessor is still going."""
         kind, name, uid = self.kind_name, meta(job)["name"], meta(job)["uid"]
         spec = replica_specs(job, self.framework.kind)[rtype]
@@ -265,7 +291,8 @@ class TrainingJobController(Controller):
                     await self._delete(job, "pods", pod, events)
                     deleting.add(pod_uid)
                 continue
-            code = exit_code(pod, self.framework.default_container)
+            self._note_start_problem(pod, problems, events)
+            code = exit_code(pod, self.framework.main_container(job, pod))
             if phase(pod) in ("Succeeded", "Failed") and code != NO_EXIT_CODE and \
                     pod_uid not in self._exits_reported:
                 self._exits_reported.add(pod_uid)
@@ -292,6 +319,22 @@ class TrainingJobController(Controller):
                                           now)
             count_replica_pod(status, rtype, pod)
         return busy
+
+    def _note_start_problem(self, pod: Mapping[str, Any], problems: list[StartProblem],
+                            events: list[Event]) -> None:
+        pod_uid = meta(pod).get("uid", "")
+        problem = None if meta(pod).get("deletionTimestamp") else start_problem(pod)
+        if problem is None:
+            if phase(pod) != "Pending":  # it ran: a later problem is news again
+                self._start_problems.pop(pod_uid, None)
+            return
+        problems.append(problem)
+        reported = self._start_problems.setdefault(pod_uid, set())
+        if problem.reason not in reported:  # ErrImagePull and ImagePullBackOff alternate
+            reported.add(problem.reason)
+            text = f"Pod: {problem.pod.replace('/', '.')} cannot start: {problem.reason}"
+            events.append(Event("Warning", problem.reason,
+                                f"{text}: {problem.message}" if problem.message else text))
 
     async def _create_pod(self, job: dict[str, Any], rtype: str, index: int,
                           events: list[Event]) -> bool:

@@ -4,7 +4,8 @@ Names, printer columns and subresources are the real manifests' (release-1.9,
 `manifests/base/crds/`), so `kubectl get pytorchjobs` prints STATE and AGE as on a real
 cluster and the SDKs find the plurals they expect. The schemas are structural and carry
 what the real operator's defaulting webhook does, as schema defaults the API server applies
-on every write: replicas 1, the framework's restart policy, cleanPodPolicy None, suspend
+on every write: replicas 1, the framework's restart policy, cleanPodPolicy None (but for
+MPIJob, whose deprecated spec.cleanPodPolicy the controller reconciles with it), suspend
 false. (nprocPerNode's default, "auto", depends on elasticPolicy, so the controller applies
 it, with the containers' default ports.) Pod templates keep unknown fields (the API server's pod
 validation applies when the pods are created), which keeps the schemas small.
@@ -66,6 +67,9 @@ class JobKind:
     #: The real MPIJob CRD lists AGE before STATE; the others STATE first.
     age_first: bool = False
     scale_replica_type: str | None = None
+    #: runPolicy.cleanPodPolicy's schema default; None for MPIJob, whose controller takes
+    #: it from the deprecated spec.cleanPodPolicy when the run policy leaves it unset.
+    default_clean_pod_policy: str | None = "None"
 
     @property
     def singular(self) -> str:
@@ -85,10 +89,12 @@ def replica_spec_schema(default_restart_policy: str, default_replicas: int) -> d
     }}
 
 
-def run_policy_schema() -> dict[str, Any]:
+def run_policy_schema(default_clean_pod_policy: str | None = "None") -> dict[str, Any]:
+    clean: dict[str, Any] = {"type": "string", "enum": list(CLEAN_POD_POLICIES)}
+    if default_clean_pod_policy is not None:
+        clean["default"] = default_clean_pod_policy
     return {"type": "object", "default": {}, "properties": {
-        "cleanPodPolicy": {"type": "string", "enum": list(CLEAN_POD_POLICIES),
-                           "default": "None"},
+        "cleanPodPolicy": clean,
         "ttlSecondsAfterFinished": {**_INT32, "minimum": 0},
         "activeDeadlineSeconds": {**_INT64, "minimum": 0},
         "backoffLimit": {**_INT32, "minimum": 0},
@@ -133,7 +139,8 @@ def crd(job: JobKind) -> dict[str, Any]:
         specs["properties"] = {rtype: replica_spec_schema(job.default_restart_policy, replicas)
                                for rtype, replicas in job.replica_types.items()}
     spec = {"type": "object", "required": [job.replica_specs_field], "properties": {
-        job.replica_specs_field: specs, "runPolicy": run_policy_schema(),
+        job.replica_specs_field: specs,
+        "runPolicy": run_policy_schema(job.default_clean_pod_policy),
         **copy.deepcopy(dict(job.extra_spec))}}
     state = {"jsonPath": ".status.conditions[-1:].type", "name": "State", "type": "string"}
     age = {"jsonPath": ".metadata.creationTimestamp", "name": "Age", "type": "date"}
@@ -202,7 +209,7 @@ MPI = JobKind(
     extra_spec={"slotsPerWorker": {**_INT32, "minimum": 1, "default": 1},
                 "cleanPodPolicy": {"type": "string", "enum": list(CLEAN_POD_POLICIES)},
                 "mainContainer": {"type": "string"}},
-    age_first=True)
+    age_first=True, default_clean_pod_policy=None)
 
 ALL_KINDS = (PYTORCH, TENSORFLOW, XGBOOST, JAX, MPI)
 

@@ -13,6 +13,8 @@ replica and other types at least 1 if set; an elasticPolicy needs Workers, and i
 deprecated nProcPerNode draws a warning (and is refused beside spec.nprocPerNode).
 XGBoostJob: a Master is required and has 1 replica. TFJob: at most one Chief or Master.
 runPolicy.managedBy (not for JAXJob, as real) names a known controller and cannot change.
+MPIJob has no webhook (as real v1); the controller applies ValidateV1MpiJobSpec's rules: a
+Launcher of 1 replica, only Launcher and Worker, containers named and with an image.
 
 Two departures from release-1.9, both stricter: TFJob's replica types are checked as the
 other kinds' are (the real TFJob webhook lets any type through), and nprocPerNode's form is
@@ -28,9 +30,9 @@ from typing import Any
 from ...machinery.errors import Cause, forbidden, invalid_value, not_supported, required
 from ...machinery.names import is_dns1035_label
 from .common import KUBEFLOW_JOBS_CONTROLLER
-from .crds import JAX, PYTORCH, TENSORFLOW, XGBOOST, JobKind
+from .crds import JAX, MPI, PYTORCH, TENSORFLOW, XGBOOST, JobKind
 
-MASTER, CHIEF, WORKER = "Master", "Chief", "Worker"
+MASTER, CHIEF, WORKER, LAUNCHER = "Master", "Chief", "Worker", "Launcher"
 MULTIKUEUE_CONTROLLER = "kueue.x-k8s.io/multikueue"
 #: runPolicy.managedBy values the operator knows: itself, and Kueue's MultiKueue.
 SUPPORTED_MANAGERS = (KUBEFLOW_JOBS_CONTROLLER, MULTIKUEUE_CONTROLLER)
@@ -60,7 +62,10 @@ def validate_job(kind: JobKind, job: Mapping[str, Any],
         verdict.causes += _run_policy(spec, None if old is None else old.get("spec") or {})
     if kind is PYTORCH:
         _elastic_policy(spec, verdict)
-    verdict.causes += _replica_specs(kind, spec.get(kind.replica_specs_field))
+    if kind is MPI:
+        verdict.causes += _mpi_replica_specs(spec.get(MPI.replica_specs_field))
+    else:
+        verdict.causes += _replica_specs(kind, spec.get(kind.replica_specs_field))
     return verdict
 
 
@@ -115,6 +120,33 @@ def _replica_specs(kind: JobKind, specs: Any) -> list[Cause]:
         causes.append(required(f"{field_path}[{MASTER}]", "must be present"))
     if kind is TENSORFLOW and sum(rtype in (CHIEF, MASTER) for rtype in specs) > 1:
         causes.append(forbidden(field_path, "must not have more than 1 Chief or Master role"))
+    return causes
+
+
+def _mpi_replica_specs(specs: Any) -> list[Cause]:
+    """ValidateV1MpiJobSpec: Launcher and Worker only, a Launcher of 1 replica, containers
+    with a name and an image (any name: the first container is the one MPI runs in)."""
+    field_path = f"spec.{MPI.replica_specs_field}"
+    if specs is None:
+        return [required(field_path, "must be required")]
+    causes: list[Cause] = []
+    for rtype in sorted(specs):
+        replica = specs[rtype] or {}
+        role = f"{field_path}[{rtype}]"
+        if rtype not in MPI.replica_types:
+            causes.append(not_supported(role, rtype, tuple(MPI.replica_types)))
+        path = f"{role}.template.spec.containers"
+        containers = ((replica.get("template") or {}).get("spec") or {}).get("containers") or []
+        if not containers:
+            causes.append(required(path, "must be specified"))
+        for index, container in enumerate(containers):
+            for key in ("image", "name"):
+                if not container.get(key):
+                    causes.append(required(f"{path}[{index}].{key}", "must be required"))
+        if rtype == LAUNCHER and replica.get("replicas") not in (None, 1):
+            causes.append(forbidden(f"{role}.replicas", "must be 1"))
+    if LAUNCHER not in specs:
+        causes.append(required(f"{field_path}[{LAUNCHER}]", "must be present"))
     return causes
 
 
