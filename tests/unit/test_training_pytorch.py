@@ -94,6 +94,18 @@ def test_env_is_added_to_every_container_after_the_users() -> None:
     assert {e["name"] for e in second["env"]} >= {"MASTER_ADDR", "RANK"}
 
 
+def test_workers_wait_for_their_master_in_an_init_container() -> None:
+    obj = job()
+    worker, _ = new_pod(obj, FRAMEWORK, "Worker", 1, gang_scheduler=None)
+    (init,) = worker["spec"]["initContainers"]
+    assert init["name"] == "init-pytorch" and init["image"] == "x"
+    assert init["command"][:2] == ["python", "-c"] and init["command"][-1] == "mnist-master-0"
+    master, _ = new_pod(obj, FRAMEWORK, "Master", 0, gang_scheduler=None)
+    assert "initContainers" not in master["spec"]
+    workers_only, _ = new_pod(job(master=None), FRAMEWORK, "Worker", 0, gang_scheduler=None)
+    assert "initContainers" not in workers_only["spec"]
+
+
 def status_with(**counts: dict[str, int]) -> dict[str, Any]:
     return {"replicaStatuses": dict(counts)}
 

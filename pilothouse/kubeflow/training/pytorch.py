@@ -8,6 +8,10 @@ master's Service), MASTER_PORT/PET_MASTER_PORT (the master's `pytorchjob-port`),
 (the Master 0, Worker i i + 1); PET_NPROC_PER_NODE; PET_NNODES (the replica count, or
 `min:max` with an elasticPolicy, which adds the rendezvous variables).
 
+Workers of a job with a Master get the `init-pytorch` init container, which waits until the
+master's name resolves, as the real operator's does (in the job's image: see
+`add_wait_for_master`).
+
 The job succeeds when the Master succeeds; without a Master, when every Worker has (with an
 elasticPolicy, when any has).
 """
@@ -73,6 +77,8 @@ class PyTorchFramework(Framework):
     def set_cluster_spec(self, job: Mapping[str, Any], pod_spec: dict[str, Any], rtype: str,
                          index: int) -> None:
         add_env(pod_spec, pytorch_env(job, rtype, index))
+        if rtype == WORKER and MASTER in replica_specs(job, self.kind):
+            add_wait_for_master(pod_spec, replica_name(meta(job)["name"], MASTER, 0))
 
     def update_job_status(self, job: Mapping[str, Any], status: dict[str, Any],
                           pods: list[dict[str, Any]], now: datetime) -> list[Event]:
@@ -101,6 +107,37 @@ class PyTorchFramework(Framework):
                     mark_running(kind, status, f"{kind} {namespace}/{name} is running.", now)
             events += replica_failure_events(kind, name, status, rtype, spec, now)
         return events
+
+
+#: The init container's program: wait until the master's name resolves, as the real
+#: operator's `nslookup` loop does (100 tries); ours is Python, which every image here has.
+WAIT_FOR_MASTER = (
+    "import socket, sys, time\n"
+    "for _ in range(100):\n"
+    "    try:\n"
+    "        socket.getaddrinfo(sys.argv[1], None)\n"
+    "        sys.exit(0)\n"
+    "    except OSError:\n"
+    "        print('waiting for master', sys.argv[1], flush=True)\n"
+    "        time.sleep(2)\n"
+    "sys.exit(1)\n")
+INIT_CONTAINER = "init-pytorch"
+
+
+def add_wait_for_master(pod_spec: dict[str, Any], master: str) -> None:
+    """A Worker starts once its Master's name resolves: the real operator prepends the
+    `init-pytorch` container (an alpine image running `nslookup`) for that; here it runs in
+    the replica's own image, since an image is a Python environment."""
+    containers = pod_spec.get("containers") or [{}]
+    main = next((c for c in containers if c.get("name") == PYTORCH.container), containers[0])
+    init = pod_spec.setdefault("initContainers", [])
+    if any(c.get("name") == INIT_CONTAINER for c in init):
+        return
+    init.insert(0, {"name": INIT_CONTAINER, "image": main.get("image"),
+                    "imagePullPolicy": main.get("imagePullPolicy", "IfNotPresent"),
+                    "command": ["python", "-c", WAIT_FOR_MASTER, master],
+                    "resources": {"limits": {"memory": "128Mi"},
+                                  "requests": {"cpu": "50m", "memory": "20Mi"}}})
 
 
 def pytorch_env(job: Mapping[str, Any], rtype: str, index: int) -> list[dict[str, str]]:
