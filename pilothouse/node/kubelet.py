@@ -27,8 +27,10 @@ What it owns, and where each part lives:
   address (`--cluster-dns`, by default `.0.10` of the node's pod network, port 53: root
   only), fed by informers on Services, EndpointSlices and Pods, forwarding other names to
   the host's resolvers (`--resolv-conf`). Pods' resolv.conf follows their dnsPolicy and
-  dnsConfig as the kubelet writes it (`pod_dns_config`). Only runtimes that bind the
-  pod's own /etc/resolv.conf (sandbox, engine) show it to the pod; a process-runtime pod
+  dnsConfig as the kubelet writes it (`pod_dns_config`), and their /etc/hosts is the
+  kubelet-managed one (`pod_hosts_file`: the pod IP under the pod's hostname and FQDN,
+  hostAliases; the node's own for hostNetwork). Only runtimes that bind the pod's own
+  /etc/resolv.conf and /etc/hosts (sandbox, engine) show them to the pod; a process-runtime pod
   reads the host's and resolves what the host resolves (no cluster names). When the
   address cannot be bound (not root, port taken) the node runs on without it, with a
   warning, and ClusterFirst pods get the host's resolver, as a kubelet without
@@ -192,6 +194,55 @@ def pod_dns_config(pod: Mapping[str, Any], *, host: ResolvConf, cluster_dns: str
             :MAX_DNS_NAMESERVERS]),
         tuple(searches),
         tuple(_merge_options(base.options, extra.get("options") or ()))), missing
+
+
+#: The node's hosts file, which hostNetwork pods see (the kubelet's etcHostsPath).
+ETC_HOSTS = Path("/etc/hosts")
+MANAGED_HOSTS_HEADER = "# Kubernetes-managed hosts file.\n"
+MANAGED_HOSTS_HEADER_HOST_NETWORK = "# Kubernetes-managed hosts file (host network).\n"
+#: sethostname(2) takes at most 64 bytes: the kubelet cuts a longer hostname to 63.
+HOSTNAME_MAX_LEN = 63
+
+
+def pod_hostname_and_domain(pod: Mapping[str, Any], *, cluster_domain: str) -> tuple[str, str]:
+    """A pod's hostname and, with a subdomain, its domain (`<subdomain>.<ns>.svc.<domain>`),
+    as the kubelet derives them: spec.hostname or the pod's name, cut to 63 characters
+    without a trailing '-' or '.' (pod names may be longer; hostnames may not)."""
+    spec = pod.get("spec") or {}
+    meta = pod.get("metadata") or {}
+    hostname = (spec.get("hostname") or meta.get("name") or "")[:HOSTNAME_MAX_LEN]
+    hostname = hostname.rstrip("-.")
+    domain = ""
+    if spec.get("subdomain"):
+        domain = f"{spec['subdomain']}.{meta.get('namespace') or 'default'}.svc.{cluster_domain}"
+    return hostname, domain
+
+
+def _host_alias_entries(pod: Mapping[str, Any]) -> str:
+    aliases = (pod.get("spec") or {}).get("hostAliases") or ()
+    if not aliases:
+        return ""
+    return "\n# Entries added by HostAliases.\n" + "".join(
+        f"{alias.get('ip')}\t{chr(9).join(alias.get('hostnames') or ())}\n"
+        for alias in aliases)
+
+
+def pod_hosts_file(pod: Mapping[str, Any], *, ips: Iterable[str], hostname: str, domain: str,
+                   node_hosts: str) -> str:
+    """A pod's /etc/hosts, as the kubelet writes it: with hostNetwork, the node's own
+    (`node_hosts`) under a header; otherwise localhost, the IPv6 boilerplate and each pod
+    IP with the pod's FQDN (when it has a domain) and hostname -- what lets a program find
+    its own address from its hostname, as gloo and NCCL do -- then spec.hostAliases."""
+    if (pod.get("spec") or {}).get("hostNetwork"):
+        return MANAGED_HOSTS_HEADER_HOST_NETWORK + node_hosts + _host_alias_entries(pod)
+    names = f"{hostname}.{domain}\t{hostname}" if domain else hostname
+    return (MANAGED_HOSTS_HEADER + "127.0.0.1\tlocalhost\n"
+            "::1\tlocalhost ip6-localhost ip6-loopback\n"
+            "fe00::0\tip6-localnet\n"
+            "fe00::0\tip6-mcastprefix\n"
+            "fe00::1\tip6-allnodes\n"
+            "fe00::2\tip6-allrouters\n"
+            + "".join(f"{ip}\t{names}\n" for ip in ips) + _host_alias_entries(pod))
 
 
 def _read(path: str) -> str:
@@ -604,6 +655,30 @@ class Kubelet:
         self._ips.pop(uid, None)
         if self.pod_network is not None:
             await self.pod_network.detach(uid)
+
+    def pod_hostname(self, pod: Mapping[str, Any]) -> tuple[str, str]:
+        """The pod's hostname and domain (`pod_hostname_and_domain`); a hostNetwork pod is
+        named after the node, whose UTS namespace it would share."""
+        hostname, domain = pod_hostname_and_domain(pod,
+                                                   cluster_domain=self.settings.cluster_domain)
+        if (pod.get("spec") or {}).get("hostNetwork"):
+            hostname = self.node_name
+        return hostname, domain
+
+    def hosts_file(self, pod: Mapping[str, Any], *, ip: str, hostname: str, domain: str
+                   ) -> str:
+        """The pod's /etc/hosts (`pod_hosts_file`); the node's is read afresh for each
+        hostNetwork pod, as the kubelet reads it."""
+        node_hosts = ""
+        if (pod.get("spec") or {}).get("hostNetwork"):
+            try:
+                node_hosts = ETC_HOSTS.read_text()
+            except OSError as err:
+                log.warning("cannot read %s for hostNetwork pod %s/%s: %s", ETC_HOSTS,
+                            (pod.get("metadata") or {}).get("namespace"),
+                            (pod.get("metadata") or {}).get("name"), err)
+        return pod_hosts_file(pod, ips=[ip], hostname=hostname, domain=domain,
+                              node_hosts=node_hosts)
 
     def resolv_conf(self, pod: Mapping[str, Any]) -> str:
         config, missing = pod_dns_config(pod, host=self.host_resolv,

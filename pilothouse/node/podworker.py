@@ -545,25 +545,14 @@ class PodWorker:
                            event="FailedCreatePodSandBox") from None
         if self.sandbox is not None:
             return
-        spec = pod.get("spec") or {}
         meta = pod["metadata"]
         ip, netns = await self.kubelet.sandbox_network(pod, self.runtime)
-        hostname = spec.get("hostname") or meta["name"]
-        if spec.get("hostNetwork"):
-            hostname = self.kubelet.node_name
-        fqdn = ""
-        if spec.get("subdomain"):
-            fqdn = (f"{hostname}.{spec['subdomain']}.{meta.get('namespace')}.svc."
-                    f"{self.kubelet.settings.cluster_domain}")
-        hosts = ["# Kubernetes-managed hosts file.", "127.0.0.1\tlocalhost",
-                 "::1\tlocalhost ip6-localhost ip6-loopback",
-                 f"{ip}\t{fqdn + chr(9) if fqdn else ''}{hostname}"]
-        for alias in spec.get("hostAliases") or ():
-            hosts.append(f"{alias.get('ip')}\t{' '.join(alias.get('hostnames') or ())}")
+        hostname, domain = self.kubelet.pod_hostname(pod)
         sandbox = PodSandboxConfig(
             uid=meta["uid"], namespace=meta.get("namespace", ""), name=meta["name"],
             hostname=hostname, pod_dir=self.kubelet.pod_dir(pod), ip=ip,
-            hosts="\n".join(hosts) + "\n", resolv_conf=self.kubelet.resolv_conf(pod),
+            hosts=self.kubelet.hosts_file(pod, ip=ip, hostname=hostname, domain=domain),
+            resolv_conf=self.kubelet.resolv_conf(pod),
             labels={LABEL_POD_UID: meta["uid"], LABEL_POD_NAME: meta["name"],
                     LABEL_POD_NAMESPACE: meta.get("namespace", "")}, netns=netns)
         try:
