@@ -11,7 +11,6 @@ is kept in `reviews`, by path.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import ssl
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -20,45 +19,10 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from pilothouse.machinery.certs import certificate_builder
+from pilothouse.machinery.certs import serving_chain
 
 Decide = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def serving_certificate(dns_names: tuple[str, ...]) -> tuple[bytes, bytes, bytes]:
-    """(CA PEM, certificate PEM, key PEM) for 127.0.0.1 and `dns_names`."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (certificate_builder(_name("webhook-test-ca"), _name("webhook-test-ca"),
-                              ca_key.public_key(), days=1)
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
-                                       crl_sign=True, content_commitment=False,
-                                       key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False,
-                                       decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    names += [x509.DNSName(n) for n in dns_names]
-    cert = (certificate_builder(_name("webhook"), ca.subject, key.public_key(), days=1)
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    pem = serialization.Encoding.PEM
-    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    return ca.public_bytes(pem), cert.public_bytes(pem), key_pem
 
 
 async def allow(_path: str, _request: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +37,7 @@ class WebhookServer:
         self.port = port
         self.decide = decide
         self.reviews: dict[str, list[dict[str, Any]]] = {}
-        self.ca_pem, cert_pem, key_pem = serving_certificate(dns_names)
+        self.ca_pem, cert_pem, key_pem = serving_chain("webhook", ips=["127.0.0.1"], dns_names=dns_names, days=1)
         self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         with tempfile.TemporaryDirectory() as tmp:
             cert_file, key_file = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
@@ -119,4 +83,4 @@ def json_patch_response(ops: list[dict[str, Any]]) -> dict[str, Any]:
             "patch": base64.b64encode(orjson.dumps(ops)).decode()}
 
 
-__all__ = ["WebhookServer", "allow", "json_patch_response", "serving_certificate"]
+__all__ = ["WebhookServer", "allow", "json_patch_response"]

@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from pilothouse.kubeflow.training.pytorch import WAIT_FOR_MASTER
+
 from .conftest import IMAGE, Cluster, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
@@ -37,16 +39,6 @@ LABEL_INDEX = "training.kubeflow.org/replica-index"
 LABEL_ROLE = "training.kubeflow.org/job-role"
 #: The workers' init container: the operator's waits with nslookup in busybox; this one
 #: asks the pod's resolver, as the training script will.
-WAIT_FOR_MASTER = (
-    "import socket, sys, time\n"
-    "for _ in range(100):\n"
-    "    try:\n"
-    "        socket.getaddrinfo(sys.argv[1], None)\n"
-    "        sys.exit(0)\n"
-    "    except OSError:\n"
-    "        print('waiting for', sys.argv[1], flush=True)\n"
-    "        time.sleep(0.5)\n"
-    "sys.exit(1)\n")
 
 
 def replica(namespace: str, kind: str, index: int, world_size: int) -> list[dict[str, Any]]:

@@ -19,9 +19,9 @@ from pilothouse.kubeflow.training.webhook import (
     ServiceReference,
     WebhookServer,
     review_response,
-    serving_certificate,
     webhook_path,
 )
+from pilothouse.machinery.certs import serving_chain
 
 
 def job(kind: JobKind, replicas: dict[str, int | None], *, name: str = "mnist",
@@ -177,7 +177,7 @@ def test_an_allowed_update_carries_warnings_and_reads_the_old_object() -> None:
 
 
 def test_the_serving_certificate_is_signed_by_its_ca_for_the_names_asked() -> None:
-    ca_pem, cert_pem, _ = serving_certificate(["127.0.0.1"], ["to.kubeflow.svc"])
+    ca_pem, cert_pem, _ = serving_chain("t", ips=["127.0.0.1"], dns_names=["to.kubeflow.svc"])
     ca, cert = x509.load_pem_x509_certificate(ca_pem), x509.load_pem_x509_certificate(cert_pem)
     cert.verify_directly_issued_by(ca)
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

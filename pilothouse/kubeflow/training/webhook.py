@@ -36,13 +36,9 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from ...client import ApiError, Client
-from ...machinery.certs import certificate_builder
+from ...machinery.certs import serving_chain
 from ...machinery.errors import invalid
 from .crds import GROUP, VERSION, JobKind
 from .validation import VALIDATED_KINDS, validate_job
@@ -107,39 +103,6 @@ def review_response(kind: JobKind, review: Mapping[str, Any]) -> dict[str, Any]:
     return {"apiVersion": REVIEW_API_VERSION, "kind": "AdmissionReview", "response": response}
 
 
-def serving_certificate(ips: Iterable[str], dns_names: Iterable[str]) -> tuple[bytes, bytes, bytes]:
-    """A new CA and a certificate it signs for `ips` and `dns_names`: (CA, cert, key) PEM."""
-    def subject(common_name: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = subject("training-operator-webhook-ca")
-    ca = (certificate_builder(ca_name, ca_name, ca_key.public_key(), days=CERT_DAYS)
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
-                                       crl_sign=True, content_commitment=False,
-                                       key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False,
-                                       decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-    names += [x509.DNSName(name) for name in dns_names]
-    cert = (certificate_builder(subject("training-operator-webhook"), ca_name,
-                                key.public_key(), days=CERT_DAYS)
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    pem = serialization.Encoding.PEM
-    return (ca.public_bytes(pem), cert.public_bytes(pem),
-            key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()))
-
-
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -163,7 +126,8 @@ class WebhookServer:
         ips = {"127.0.0.1"} | ({host} if _is_ip(host) else set())
         dns = ({host} if not _is_ip(host) else set()) | (
             {service.dns_name} if service else set())
-        self.ca_pem, cert_pem, key_pem = serving_certificate(sorted(ips), sorted(dns))
+        self.ca_pem, cert_pem, key_pem = serving_chain(
+            "training-operator-webhook", ips=sorted(ips), dns_names=sorted(dns), days=CERT_DAYS)
         self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         with tempfile.TemporaryDirectory() as tmp:  # the ssl module loads files only
             cert_file, key_file = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
