@@ -338,11 +338,21 @@ def _report_failure(task: asyncio.Task[Any]) -> None:
 
 
 async def _until_signal(main: Awaitable[Any]) -> None:
-    """Run `main` until it ends or SIGINT/SIGTERM arrives."""
+    """Run `main` until it ends or SIGINT/SIGTERM arrives. Only the first signal cancels:
+    Ctrl-C reaches `up` and its children at once and `up` then sends its children SIGTERM,
+    and a second cancel would cut short a shutdown under way (a node agent stopping its
+    pods and tearing down their network namespaces)."""
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(main)
+
+    def stop() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+            loop.add_signal_handler(sig, lambda: None)
+        task.cancel()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, stop)
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
