@@ -286,12 +286,7 @@ def _kubelet(args: argparse.Namespace, labels: dict[str, str],
     from .node.kubelet import KubeletSettings, NodeAgentError, detect_node_ip
     from .node.proxy import ProxySettings, proxy_mode
 
-    try:
-        server = load_kubeconfig(args.kubeconfig).host
-    except Exception as exc:  # the official loader raises several kinds for a bad file
-        print(f"pilothouse node: cannot use kubeconfig {args.kubeconfig}: {exc}",
-              file=sys.stderr)
-        return 2
+    server = load_kubeconfig(args.kubeconfig).host  # main() has checked it loads
     settings = KubeletSettings(
         node_name=(args.node_name or socket.gethostname()).lower(),
         data_dir=Path(args.data_dir).expanduser().resolve(),
@@ -355,6 +350,18 @@ async def _until_signal(main: Awaitable[Any]) -> None:
         loop.add_signal_handler(sig, stop)
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def _kubeconfig_problem(path: str | None) -> str:
+    """Why the kubeconfig cannot be used ("" when it loads), so a component says so in one
+    line instead of failing with a traceback once it has started."""
+    from .client.api import load_kubeconfig
+
+    try:
+        load_kubeconfig(path)
+    except Exception as exc:  # the official loader raises several kinds for a bad file
+        return str(exc) or type(exc).__name__
+    return ""
 
 
 def parse_node_labels(text: str) -> dict[str, str]:
@@ -528,6 +535,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if hasattr(args, "kubeconfig"):  # every component that is an API client
+        problem = _kubeconfig_problem(args.kubeconfig)
+        if problem:
+            where = args.kubeconfig or "(default or in-cluster)"
+            print(f"pilothouse {args.command}: cannot use kubeconfig {where}: {problem}",
+                  file=sys.stderr)
+            return 2
     if args.command == "controller-manager":
         return _controller_manager(args)
     if args.command == "cloud-controller-manager":

@@ -111,3 +111,14 @@ def test_bad_range_flags_exit_2_with_one_line(tmp_path, capsys, command, flag, v
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
     assert err.startswith(f'pilothouse {command}: invalid argument "{value}" for "{flag}" flag')
+
+
+@pytest.mark.parametrize("command", [
+    "controller-manager", "scheduler", "cloud-controller-manager", "operators", "node"])
+def test_a_component_given_an_unusable_kubeconfig_exits_2_with_one_line(tmp_path, capsys,
+                                                                        command):
+    missing = tmp_path / "nothing.kubeconfig"
+    assert main([command, "--kubeconfig", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"pilothouse {command}: cannot use kubeconfig {missing}: ")
