@@ -190,7 +190,11 @@ class LocalProvider(CloudProvider):
     @classmethod
     def from_config(cls, config: str | None) -> LocalProvider:
         """The provider a cloud-config text describes (None or empty: the defaults)."""
-        settings = yaml.safe_load(config) if config else None
+        try:
+            settings = yaml.safe_load(config) if config else None
+        except yaml.YAMLError as err:
+            raise ValueError(f"the local cloud config is not YAML: "
+                             f"{' '.join(str(err).split())}") from None
         if settings is None:
             return cls()
         if not isinstance(settings, dict) or set(settings) - _CONFIG_KEYS:

@@ -61,7 +61,10 @@ async def run_cloud_controller_manager(
     if unknown:
         raise ValueError(f"unknown controllers: {', '.join(unknown)}; available: "
                          f"{', '.join(CONTROLLERS)}")
-    config = Path(cloud_config).read_text() if cloud_config else None
+    try:
+        config = Path(cloud_config).read_text() if cloud_config else None
+    except OSError as err:
+        raise ValueError(f"cannot read --cloud-config {cloud_config}: {err.strerror}") from None
     provider = get_cloud_provider(cloud_provider, config)
     names = []
     for name in controllers or list(CONTROLLERS):

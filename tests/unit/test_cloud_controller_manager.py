@@ -405,3 +405,13 @@ def test_an_unknown_provider_or_controller_is_refused_before_connecting() -> Non
         asyncio.run(run_cloud_controller_manager(None, cloud_provider="nimbus"))
     with pytest.raises(ValueError, match="unknown controllers: route"):
         asyncio.run(run_cloud_controller_manager(None, controllers=["route"]))
+
+
+def test_an_unreadable_or_malformed_cloud_config_is_refused_before_connecting(
+        tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot read --cloud-config .*: No such file"):
+        asyncio.run(run_cloud_controller_manager(None, cloud_config=str(tmp_path / "none")))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("loadBalancerRange: [127.97.0.0/16\n")
+    with pytest.raises(ValueError, match="the local cloud config is not YAML"):
+        asyncio.run(run_cloud_controller_manager(None, cloud_config=str(broken)))
