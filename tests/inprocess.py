@@ -109,3 +109,18 @@ def pod(name: str, node: str | None, *containers: str, namespace: str = "default
     if node:
         body["spec"]["nodeName"] = node
     return body
+
+
+def component_kubeconfigs(cluster: InProcessCluster, directory: Path, component: str,
+                          key: str) -> dict[str, Path]:
+    """Kubeconfigs for a platform component's own identity (under `key`), so a test runs
+    it with exactly the rights `up` gives it, and for the admin (under "admin")."""
+    from pilothouse.apiserver.bootstrap_policy import PLATFORM_COMPONENTS
+    from pilothouse.cli import write_kubeconfig
+
+    pki = cluster.server.pki
+    user, groups = PLATFORM_COMPONENTS[component]
+    paths = {key: directory / f"{component}.kubeconfig", "admin": directory / "admin.kubeconfig"}
+    write_kubeconfig(pki, paths[key], cluster.base, user, *pki.ensure_client(user, groups))
+    write_kubeconfig(pki, paths["admin"], cluster.base, ADMIN_USER, *pki.client_cert(ADMIN_USER))
+    return paths

@@ -21,9 +21,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from pilothouse.apiserver.bootstrap_policy import PLATFORM_COMPONENTS
-from pilothouse.apiserver.pki import ADMIN_USER
-from pilothouse.cli import write_kubeconfig
 from pilothouse.client import Client
 from pilothouse.cloud import (
     CloudProvider,
@@ -34,7 +31,7 @@ from pilothouse.cloud import (
 from pilothouse.cloud.manager import run_cloud_controller_manager
 from pilothouse.cloud.provider import LOAD_BALANCER_CLEANUP_FINALIZER, _registered
 from pilothouse.machinery.addresses import LOAD_BALANCER_RANGE
-from tests.inprocess import InProcessCluster, create, in_process_cluster
+from tests.inprocess import InProcessCluster, component_kubeconfigs, create, in_process_cluster
 
 SERVICES = "/api/v1/namespaces/default/services"
 UNINITIALIZED = {"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true",
@@ -51,13 +48,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessClust
 @pytest.fixture(scope="module")
 def kubeconfigs(cluster: InProcessCluster, tmp_path_factory: pytest.TempPathFactory
                 ) -> dict[str, Path]:
-    directory = tmp_path_factory.mktemp("kubeconfigs")
-    pki = cluster.server.pki
-    user, groups = PLATFORM_COMPONENTS["cloud-controller-manager"]
-    paths = {"manager": directory / "ccm.kubeconfig", "admin": directory / "admin.kubeconfig"}
-    write_kubeconfig(pki, paths["manager"], cluster.base, user, *pki.ensure_client(user, groups))
-    write_kubeconfig(pki, paths["admin"], cluster.base, ADMIN_USER, *pki.client_cert(ADMIN_USER))
-    return paths
+    return component_kubeconfigs(cluster, tmp_path_factory.mktemp("kubeconfigs"),
+                                 "cloud-controller-manager", "manager")
 
 
 @contextlib.asynccontextmanager

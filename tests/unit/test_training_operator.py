@@ -19,13 +19,10 @@ from typing import Any
 
 import pytest
 
-from pilothouse.apiserver.bootstrap_policy import PLATFORM_COMPONENTS
-from pilothouse.apiserver.pki import ADMIN_USER
-from pilothouse.cli import write_kubeconfig
 from pilothouse.client import ApiError, Client
 from pilothouse.kubeflow.operators import run_training_operator
 from pilothouse.kubeflow.training.crds import JAX, install_crds
-from tests.inprocess import InProcessCluster, in_process_cluster
+from tests.inprocess import InProcessCluster, component_kubeconfigs, in_process_cluster
 
 KUBECTL = "/usr/bin/kubectl"
 V1 = "kubeflow.org/v1"
@@ -41,15 +38,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessClust
 @pytest.fixture(scope="module")
 def kubeconfigs(cluster: InProcessCluster, tmp_path_factory: pytest.TempPathFactory
                 ) -> dict[str, Path]:
-    directory = tmp_path_factory.mktemp("kubeconfigs")
-    pki = cluster.server.pki
-    user, groups = PLATFORM_COMPONENTS["kubeflow-operators"]
-    paths = {"operator": directory / "operator.kubeconfig",
-             "admin": directory / "admin.kubeconfig"}
-    write_kubeconfig(pki, paths["operator"], cluster.base, user,
-                     *pki.ensure_client(user, groups))
-    write_kubeconfig(pki, paths["admin"], cluster.base, ADMIN_USER, *pki.client_cert(ADMIN_USER))
-    return paths
+    return component_kubeconfigs(cluster, tmp_path_factory.mktemp("kubeconfigs"),
+                                 "kubeflow-operators", "operator")
 
 
 @pytest.fixture(scope="module")
