@@ -1,9 +1,10 @@
 """The training operator on a real `pilothouse up`, driven with the real kubectl.
 
 A PyTorchJob of a Master and two Workers whose containers print the environment the
-operator gave them and the addresses their peers' names resolve to through cluster DNS
-(the sandbox runtime points a pod's resolver at it), then exit 0: the job ends Succeeded
-as `kubectl get pytorchjobs` shows. A job whose worker exits 1 under restartPolicy Never
+operator gave them and the addresses their peers' names resolve to through cluster DNS,
+then exit 0: the job ends Succeeded as `kubectl get pytorchjobs` shows. It runs in both
+runtimes: the sandbox's (the default; each pod its own network namespace) and the process
+runtime's (host processes, whose resolv.conf the runtime binds in a mount namespace). A job whose worker exits 1 under restartPolicy Never
 ends Failed. Jobs the operator cannot run are refused by the API server (its schema, or the
 operator's validating webhook) with kubectl's `is invalid` and exit code 1.
 
@@ -56,9 +57,10 @@ def training_operator(cluster: Cluster) -> None:
              "the training operator's validating webhooks", timeout=30)
 
 
-def replica(command: list[str], replicas: int, **extra: Any) -> dict[str, Any]:
+def replica(command: list[str], replicas: int, *, pod: dict[str, Any] | None = None,
+            **extra: Any) -> dict[str, Any]:
     return {"replicas": replicas, **extra, "template": {"spec": {
-        "terminationGracePeriodSeconds": 2,
+        "terminationGracePeriodSeconds": 2, **(pod or {}),
         "containers": [{"name": "pytorch", "image": IMAGE, "command": command}]}}}
 
 
@@ -76,19 +78,26 @@ def explain(cluster: Cluster, namespace: str, name: str) -> str:
         (cluster.home / "pilothouse.log").read_text()[-3000:]])
 
 
+@pytest.mark.parametrize("runtime", ["sandbox", "process"])
 def test_a_pytorchjob_gets_its_env_finds_its_master_and_succeeds(
-        cluster: Cluster, node: str, ns: str, training_operator: None) -> None:
-    runtime = (get_json(cluster, "node", node) or {})["status"]["nodeInfo"][
+        cluster: Cluster, node: str, ns: str, training_operator: None, runtime: str) -> None:
+    default = (get_json(cluster, "node", node) or {})["status"]["nodeInfo"][
         "containerRuntimeVersion"]
-    assert runtime.startswith("sandbox"), \
-        f"cluster DNS in pods needs the sandbox runtime (root and bubblewrap), not {runtime}"
+    assert default.startswith("sandbox"), \
+        f"these tests need the sandbox runtime (root and bubblewrap), not {default}"
+    extra: dict[str, Any] = {}  # the pod spec's
+    if runtime == "process":  # host processes, the pod's resolv.conf in a mount namespace
+        cluster.kubectl("apply", "-f", "-", input=json.dumps({
+            "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+            "metadata": {"name": f"process-{ns}"}, "handler": "process"}))
+        extra["runtimeClassName"] = f"process-{ns}"
     names = ["mnist-master-0", "mnist-worker-0", "mnist-worker-1",
              "mnist-master-0.mnist-master-0"]
     command = ["python", "-c", PEERS.format(names=names)]
     job = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
            "metadata": {"name": "mnist", "namespace": ns},
-           "spec": {"pytorchReplicaSpecs": {"Master": replica(command, 1),
-                                            "Worker": replica(command, 2)}}}
+           "spec": {"pytorchReplicaSpecs": {"Master": replica(command, 1, pod=extra),
+                                            "Worker": replica(command, 2, pod=extra)}}}
     cluster.kubectl("apply", "-f", "-", input=json.dumps(job))
     wait_for(lambda: job_state(cluster, ns, "mnist") == "Succeeded", "mnist Succeeded",
              timeout=120, explain=lambda: explain(cluster, ns, "mnist"))

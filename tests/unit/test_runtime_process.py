@@ -379,6 +379,27 @@ def test_exec_runs_in_the_containers_environment(runtime: ProcessRuntime,
     asyncio.run(go())
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="binding files in a mount namespace needs root")
+def test_as_root_containers_and_exec_see_the_pods_hosts_and_resolv_conf(
+        runtime: ProcessRuntime, tmp_path: Path) -> None:
+    sandbox = pod(tmp_path)
+    host_files = {path: Path(path).read_bytes() for path in ("/etc/hosts", "/etc/resolv.conf")}
+    config = container(sandbox, "app", ["sh", "-c", "cat /etc/resolv.conf /etc/hosts; "
+                                        "exec sleep 30"])
+
+    async def go() -> None:
+        status = await runtime.start_container(sandbox, config)
+        assert await logged(config, b"127.0.0.10\tweb") == \
+            b"nameserver 127.0.0.1\n127.0.0.1\tlocalhost\n127.0.0.10\tweb\n"
+        session = await runtime.exec(status.id, ["sh", "-c", "pwd; cat /etc/resolv.conf"],
+                                     tty=False, stdin=False)
+        root = str(next((sandbox.pod_dir / ".containers").iterdir()) / "root")
+        assert (await collect(session))[1] == f"{root}\nnameserver 127.0.0.1\n".encode()
+
+    asyncio.run(go())
+    assert {path: Path(path).read_bytes() for path in host_files} == host_files
+
+
 def test_exec_with_a_terminal(runtime: ProcessRuntime, tmp_path: Path) -> None:
     sandbox = pod(tmp_path)
 

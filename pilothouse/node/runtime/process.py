@@ -26,10 +26,14 @@ What this runtime cannot do, and does instead:
   `--data=/data/x`) become the host path. A path the program builds at run time, or reads
   from a file, is not rewritten. The termination message path maps to
   `termination-log` in the state folder the same way.
-- **Limits are not enforced**, and the pod sees the host's hostname, /etc/hosts, PIDs and
-  files (HOSTNAME is set). A process that leaves the container's session (setsid, a
-  daemon that detaches) is not stopped with it. The sandbox runtime (`sandbox.py`) does these with namespaces
-  and cgroups, built on this one.
+- **Limits are not enforced**, and the pod sees the host's hostname, PIDs and files
+  (HOSTNAME is set), except that as root each container runs in a mount namespace of its
+  own where /etc/hosts and /etc/resolv.conf are the pod's (`POD_FILES`, bound by the
+  shim; exec joins it), so cluster names resolve through the node's DNS as they do in
+  the sandbox. Without root they are the host's, and only addresses reach other pods.
+  A process that leaves the container's session (setsid, a daemon that detaches) is not
+  stopped with it. The sandbox runtime (`sandbox.py`) does these with namespaces and
+  cgroups, built on this one.
 - A container whose workingDir is unset starts in its `root/` folder rather than the
   host's `/`, so a program writing relative paths writes into the pod, not the host.
 
@@ -82,6 +86,8 @@ log = logging.getLogger(__name__)
 SHIM_PATH = Path(shim.__file__)
 SANDBOX_DIR = ".sandbox"
 CONTAINERS_DIR = ".containers"
+#: The pod's files (in SANDBOX_DIR) a container sees at the host's paths, when it can.
+POD_FILES = {"hosts": "/etc/hosts", "resolv.conf": "/etc/resolv.conf"}
 LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_MAX_FILES = 5
 #: How long the shim may take to start a container and say so.
@@ -280,6 +286,25 @@ def _unix_address(path: Path):
 
 
 # -- exec and attach sessions ---------------------------------------------------------------
+
+def _mount_namespace_of(pid: int, cwd: str) -> Callable[[], None]:
+    """An exec child's setup: join the mount namespace of the container's process `pid`
+    (its own /etc/hosts and /etc/resolv.conf) and go back to `cwd`, which joining resets."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    path = f"/proc/{pid}/ns/mnt"
+
+    def join() -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        if libc.setns(fd, shim.CLONE_NEWNS) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns {path}: {os.strerror(err)}")
+        os.close(fd)
+        os.chdir(cwd)
+
+    return join
+
 
 def _exit_code(returncode: int) -> int:
     return shim.SIGNAL_EXIT_BASE - returncode if returncode < 0 else returncode
@@ -529,6 +554,9 @@ class ProcessRuntime(Runtime):
         self._folders: dict[str, Path] = {}
         self._configs: dict[str, dict[str, Any]] = {}
         self._exited: dict[str, ContainerStatus] = {}
+        #: Whether containers get the pod's /etc/hosts and /etc/resolv.conf in a mount
+        #: namespace of their own: binding them takes CAP_SYS_ADMIN.
+        self.binds_pod_files = os.geteuid() == 0
 
     @classmethod
     def check(cls) -> None:
@@ -638,8 +666,12 @@ class ProcessRuntime(Runtime):
                                  f"{self.name} runtime has no image entrypoint; set command")
         argv = [paths.rewrite(a) for a in config.argv]
         program = look_path(argv[0], env.get("PATH", ""), cwd=cwd)
+        pod = sandbox.pod_dir / SANDBOX_DIR
+        pod_files = [[str(pod / name), target] for name, target in POD_FILES.items()
+                     if os.path.exists(target)] if self.binds_pod_files else []
         return {"exe": program, "argv": argv, "env": env, "cwd": cwd,
-                "display_cwd": config.working_dir or "/", "paths": paths.pairs}
+                "display_cwd": config.working_dir or "/", "paths": paths.pairs,
+                "pod_files": pod_files}
 
     async def _spawn_shim(self, folder: Path) -> dict[str, Any]:
         """Start the shim for the container in `folder`; its one-line report: pid or error."""
@@ -864,8 +896,10 @@ class ProcessRuntime(Runtime):
         env = doc["env"]
         program = look_path(argv[0], env.get("PATH", ""), cwd=doc["cwd"],
                             prefix=EXEC_ERROR_PREFIX)
+        setup = _mount_namespace_of(state["pid"], doc["cwd"]) if doc.get("pod_files") \
+            else None
         return await open_session(argv, env=env, cwd=doc["cwd"], tty=tty, stdin=stdin,
-                                  executable=program)
+                                  executable=program, setup=setup)
 
     async def attach(self, container_id: str, *, stdin: bool) -> StreamSession:
         hex_id, folder, _, _ = self._running(container_id)

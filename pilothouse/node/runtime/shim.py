@@ -16,7 +16,9 @@ What it does, in order:
 1. Reads `config.json` from the state dir (written by the runtime: the program, its argv
    and environment, working dir, cgroups to join, log settings, ...).
 2. Starts the container process: fork; in the child, a new session (so the process group
-   can be signalled as one), the pty as controlling terminal for `tty`, the cgroups joined
+   can be signalled as one), the pty as controlling terminal for `tty`, the pod's
+   /etc/hosts and /etc/resolv.conf bound in a mount namespace of its own when the config
+   names `pod_files` (the process runtime as root; `mount_pod_files`), the cgroups joined
    by writing the pid to each `cgroup.procs` *before* exec (so nothing runs unaccounted),
    chdir, exec. A failed chdir or exec comes back through a close-on-exec pipe, so the
    runtime reports `RunContainerError` instead of a container that never ran. For the
@@ -304,6 +306,33 @@ class StartError(Exception):
     pass
 
 
+CLONE_NEWNS = 0x00020000
+MS_BIND, MS_REC, MS_SLAVE = 4096, 16384, 1 << 19
+
+
+def mount_pod_files(files: list) -> None:
+    """In a new mount namespace of the calling (container) process, bind each `[source,
+    target]` pair's pod file over the host's (the pod's /etc/hosts and /etc/resolv.conf),
+    as a container runtime binds them into a container. Every mount is made a slave first,
+    so nothing bound here shows on the host and the host's later mounts still show here.
+    Raises OSError; needs CAP_SYS_ADMIN. ctypes loads only in this (forked) child."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def check(result: int, what: str) -> None:
+        if result != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"{what}: {os.strerror(err)}")
+
+    check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    check(libc.mount(None, b"/", None, ctypes.c_ulong(MS_REC | MS_SLAVE), None),
+          "make / a slave mount")
+    for source, target in files:
+        check(libc.mount(os.fsencode(source), os.fsencode(target), None,
+                         ctypes.c_ulong(MS_BIND), None), f"bind {source} on {target}")
+
+
 def start_error(step: str, err: int, text: str, config: dict) -> str:
     """The message containerd/runc give for a process that could not start."""
     prefix = "unable to start container process: "
@@ -444,6 +473,9 @@ class Shim:
             if info_w >= 0:  # bwrap: its info on fd 3, its options on fd 4
                 os.dup2(info_w, 3)
                 os.dup2(args, 4)
+            if config.get("pod_files"):
+                step = "mount"
+                mount_pod_files(config["pod_files"])
             step = "cgroup"
             pid = str(os.getpid())
             for folder in config.get("cgroups") or ():
