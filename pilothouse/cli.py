@@ -459,12 +459,13 @@ def main(argv: list[str] | None = None) -> int:
     cloud.add_argument("--no-leader-elect", dest="leader_elect", action="store_false")
     operators = commands.add_parser(
         "operators", help="run the Kubeflow operators (training: PyTorchJob, TFJob, "
-                          "XGBoostJob, JAXJob) against any cluster")
+                          "XGBoostJob, JAXJob, PaddleJob, MPIJob) against any cluster")
     operators.add_argument("--kubeconfig", default=None,
                            help="the cluster to run against (default: in-cluster config)")
     operators.add_argument("--controllers", default="",
                            help="comma-separated: pytorchjob-controller, tfjob-controller, "
-                                "xgboostjob-controller, jaxjob-controller (default: all)")
+                                "xgboostjob-controller, jaxjob-controller, "
+                                "paddlejob-controller, mpijob-controller (default: all)")
     operators.add_argument("--gang-scheduler-name", default="default-scheduler",
                            help="the scheduler that gang-schedules PodGroups (scheduling.x-k8s.io"
                                 "/v1alpha1); empty: no gang scheduling (default "

@@ -15,6 +15,7 @@ from .training.controller import TrainingJobController
 from .training.crds import ALL_KINDS, install_crds
 from .training.jax import JAXJobController
 from .training.mpi import MPIJobController
+from .training.paddle import PaddleJobController
 from .training.pytorch import PyTorchJobController
 from .training.tensorflow import TFJobController
 from .training.validation import VALIDATED_KINDS
@@ -25,7 +26,7 @@ from .training.xgboost import XGBoostJobController
 TRAINING_CONTROLLERS: dict[str, type[TrainingJobController]] = {
     controller.name: controller for controller in (
         PyTorchJobController, TFJobController, XGBoostJobController, JAXJobController,
-        MPIJobController)}
+        PaddleJobController, MPIJobController)}
 #: The scheduler that gang-schedules PodGroups: this platform's default scheduler runs
 #: the Coscheduling plugin. Against a cluster with scheduler-plugins, pass its name.
 DEFAULT_GANG_SCHEDULER = "default-scheduler"

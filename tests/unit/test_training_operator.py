@@ -467,7 +467,7 @@ def test_ttl_deletes_a_finished_job(cluster: InProcessCluster, kubeconfigs: dict
     cluster.run(scenario())
 
 
-def test_tfjob_xgboostjob_and_jaxjob_run_through_the_same_controller(
+def test_tfjob_xgboostjob_jaxjob_and_paddlejob_run_through_the_same_controller(
         cluster: InProcessCluster, kubeconfigs: dict[str, Path], operator: None) -> None:
     def framework_job(kind: str, field: str, container_name: str,
                       replicas: dict[str, int]) -> dict[str, Any]:
@@ -515,6 +515,10 @@ def test_tfjob_xgboostjob_and_jaxjob_run_through_the_same_controller(
                                                    {"Worker": 1}),
                           "multi-worker-0", "COORDINATOR_ADDRESS"))
     assert condition(jax, "Succeeded")["reason"] == "JAXJobSucceeded"
+    paddle = cluster.run(run("paddlejobs", framework_job("PaddleJob", "paddleReplicaSpecs",
+                                                         "paddle", {"Master": 1, "Worker": 1}),
+                             "multi-master-0", "PADDLE_SERVER_NUM"))
+    assert condition(paddle, "Succeeded")["reason"] == "PaddleJobSucceeded"
 
 
 def test_installing_the_crds_again_changes_nothing_and_repairs_an_old_one(

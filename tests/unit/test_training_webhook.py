@@ -192,7 +192,8 @@ def test_the_configuration_points_at_the_url_or_the_service() -> None:
         "validator.training-operator.kubeflow.org"
     hooks = {hook["name"]: hook for hook in config["webhooks"]}
     assert sorted(hooks) == [f"validator.{k}.training-operator.kubeflow.org"
-                             for k in ("jaxjob", "pytorchjob", "tfjob", "xgboostjob")]
+                             for k in ("jaxjob", "paddlejob", "pytorchjob", "tfjob",
+                                       "xgboostjob")]
     pytorch = hooks["validator.pytorchjob.training-operator.kubeflow.org"]
     assert pytorch["clientConfig"]["url"] == \
         "https://127.0.0.1:40123/validate-kubeflow-org-v1-pytorchjob"

@@ -1,5 +1,5 @@
 """Kubeflow's training operator (`kubeflow.org/v1`): PyTorchJob, TFJob, XGBoostJob, JAXJob,
-MPIJob.
+PaddleJob, MPIJob.
 
 `crds` declares the CustomResourceDefinitions,
 `common` is the job controller every framework shares (pods, headless Services, PodGroups,

@@ -562,7 +562,7 @@ class Framework(ABC):
         for a framework whose rule reads one)."""
 
 
-def add_env(pod_spec: dict[str, Any], env: list[dict[str, str]]) -> None:
+def add_env(pod_spec: dict[str, Any], env: list[dict[str, Any]]) -> None:
     """Append variables to every container, as the real operator does."""
     for container in pod_spec.get("containers") or []:
         container["env"] = [*(container.get("env") or []), *copy.deepcopy(env)]

@@ -210,8 +210,19 @@ MPI = JobKind(
                 "cleanPodPolicy": {"type": "string", "enum": list(CLEAN_POD_POLICIES)},
                 "mainContainer": {"type": "string"}},
     age_first=True, default_clean_pod_policy=None)
+#: v1.9's PaddleElasticPolicy: replica bounds, restarts and autoscaling metrics.
+_PADDLE_ELASTIC_POLICY = {"type": "object", "properties": {
+    "minReplicas": {**_INT32, "minimum": 0}, "maxReplicas": {**_INT32, "minimum": 0},
+    "maxRestarts": {**_INT32, "minimum": 0},
+    "metrics": {"type": "array", "items": copy.deepcopy(_PRESERVE)},
+}}
+PADDLE = JobKind(
+    kind="PaddleJob", plural="paddlejobs", replica_specs_field="paddleReplicaSpecs",
+    container="paddle",
+    replica_types={"Master": 1, "Worker": 1}, default_restart_policy="OnFailure",
+    extra_spec={"elasticPolicy": _PADDLE_ELASTIC_POLICY}, scale_replica_type="Worker")
 
-ALL_KINDS = (PYTORCH, TENSORFLOW, XGBOOST, JAX, MPI)
+ALL_KINDS = (PYTORCH, TENSORFLOW, XGBOOST, JAX, PADDLE, MPI)
 
 
 def _established(obj: Mapping[str, Any]) -> bool:

@@ -12,6 +12,8 @@ an image, and one named as the framework's container. PyTorchJob: a Master has e
 replica and other types at least 1 if set; an elasticPolicy needs Workers, and its
 deprecated nProcPerNode draws a warning (and is refused beside spec.nprocPerNode).
 XGBoostJob: a Master is required and has 1 replica. TFJob: at most one Chief or Master.
+PaddleJob: the rules for every kind only (its message quotes the container's name, as the
+real one does).
 runPolicy.managedBy (not for JAXJob, as real) names a known controller and cannot change.
 MPIJob has no webhook (as real v1); the controller applies ValidateV1MpiJobSpec's rules: a
 Launcher of 1 replica, only Launcher and Worker, containers named and with an image.
@@ -30,14 +32,14 @@ from typing import Any
 from ...machinery.errors import Cause, forbidden, invalid_value, not_supported, required
 from ...machinery.names import is_dns1035_label
 from .common import KUBEFLOW_JOBS_CONTROLLER
-from .crds import JAX, MPI, PYTORCH, TENSORFLOW, XGBOOST, JobKind
+from .crds import JAX, MPI, PADDLE, PYTORCH, TENSORFLOW, XGBOOST, JobKind
 
 MASTER, CHIEF, WORKER, LAUNCHER = "Master", "Chief", "Worker", "Launcher"
 MULTIKUEUE_CONTROLLER = "kueue.x-k8s.io/multikueue"
 #: runPolicy.managedBy values the operator knows: itself, and Kueue's MultiKueue.
 SUPPORTED_MANAGERS = (KUBEFLOW_JOBS_CONTROLLER, MULTIKUEUE_CONTROLLER)
 #: The kinds with a validating webhook; the real MPIJob (v1) has none.
-VALIDATED_KINDS = (PYTORCH, TENSORFLOW, XGBOOST, JAX)
+VALIDATED_KINDS = (PYTORCH, TENSORFLOW, XGBOOST, JAX, PADDLE)
 
 
 @dataclass
@@ -158,6 +160,7 @@ def _containers(kind: JobKind, role: str, replica: Mapping[str, Any]) -> list[Ca
         if not container.get("image"):
             causes.append(required(f"{path}[{index}].image", "must be required"))
     if not any(container.get("name") == kind.container for container in containers):
+        container_name = f'"{kind.container}"' if kind is PADDLE else kind.container
         causes.append(required(path, f"must have at least one container with name "
-                                     f"{kind.container}"))
+                                     f"{container_name}"))
     return causes
