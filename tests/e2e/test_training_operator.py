@@ -10,7 +10,7 @@ operator's validating webhook) with kubectl's `is invalid` and exit code 1.
 
 An MPIJob's launcher reads /etc/mpi/hostfile, resolves every worker named there and runs
 a command on each through /etc/mpi/kubexec.sh (`kubectl exec`, as mpirun starts its
-daemons; openmpi is not installed here), so the job Succeeds. A PyTorchJob whose image the
+daemons; `test_training_mpi.py` runs the real mpirun), so the job Succeeds. A PyTorchJob whose image the
 kubelet refuses (pull policy Never) shows why in `kubectl describe pytorchjob`.
 
 `up` runs the operator as its own process, with its own identity

@@ -132,7 +132,13 @@ def test_the_launcher_pod_gets_the_mpi_environment_and_etc_mpi() -> None:
     spec = pod["spec"]
     assert spec["serviceAccountName"] == "pi-launcher"
     assert spec["restartPolicy"] == "Never"
-    assert "subdomain" not in spec and not spec.get("initContainers")
+    assert "subdomain" not in spec
+    (delivery,) = spec["initContainers"]  # starts mpirun once the workers run
+    assert (delivery["name"], delivery["image"]) == ("kubectl-delivery", "mpi:1")
+    assert delivery["command"] == ["kubectl", "wait", "--for=jsonpath={.status.phase}=Running",
+                                   "--timeout=-1s", "pod/pi-worker-0", "pod/pi-worker-1"]
+    assert delivery["env"] == [{"name": "NAMESPACE", "value": "ns"}]
+    assert delivery["resources"]["requests"] == {"cpu": "100m", "memory": "512Mi"}
     env = [(e["name"], e["value"]) for e in spec["containers"][0]["env"]]
     assert env == [("I_MPI_HYDRA_BOOTSTRAP", "ssh"),
                    ("OMPI_MCA_plm_rsh_agent", "/etc/mpi/kubexec.sh"),

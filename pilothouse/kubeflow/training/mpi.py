@@ -13,7 +13,8 @@ reach its workers over ssh: Open MPI's rsh agent (and Intel MPI's hydra bootstra
   `<job>-launcher` that may get/list/watch pods and exec into the workers by name, and a
   RoleBinding `<job>-launcher` granting it;
 - the worker pods `<job>-worker-<i>` (first container `sleep 365d` unless it has a
-  command), then the launcher pod `<job>-launcher`, whose first container gets
+  command), then the launcher pod `<job>-launcher`, which starts once they run (its
+  `kubectl-delivery` init container) and whose first container gets
   OMPI_MCA_plm_rsh_agent and OMPI_MCA_orte_default_hostfile, Intel MPI's
   I_MPI_HYDRA_BOOTSTRAP(=rsh) and I_MPI_HYDRA_BOOTSTRAP_EXEC unless the user set them (v1
   has no mpiImplementation field: it sets both families), and empty NVIDIA_* variables
@@ -28,11 +29,16 @@ the controller applies ValidateV1MpiJobSpec's rules (`validation.py`).
 
 Departures, each so the job works here and says so:
 
-- No kubectl-delivery init container. The real one copies a kubectl binary into an
-  emptyDir at /opt/kube; here kubexec.sh calls `kubectl` from the container's PATH. Under
-  the process and sandbox runtimes that is the node's /usr/bin/kubectl (the sandbox binds
-  the host's root read-only), which uses the pod's service-account token in-cluster; an
-  image run by a container engine must bring its own kubectl, as for any image without one.
+- The launcher's `kubectl-delivery` init container runs in the launcher's own image, not
+  the mpioperator/kubectl-delivery image. Like the real one it waits until every worker
+  in the hostfile is Running (`kubectl wait` on their phase; mpirun's first `kubectl exec`
+  into a worker whose container has not started fails, and with it the job), with the
+  real one's NAMESPACE, /etc/mpi mount and CPU and memory (not its 5Gi ephemeral-storage,
+  which a laptop's node may not have to spare). It copies no kubectl binary into
+  /opt/kube: kubexec.sh calls `kubectl` from the container's PATH. Under the process and
+  sandbox runtimes that is the node's /usr/bin/kubectl (the sandbox binds the host's root
+  read-only), which uses the pod's service-account token in-cluster; an image run by a
+  container engine must bring its own kubectl, as for any image without one.
 - Each worker gets the common controller's headless Service `<job>-worker-<i>` (hostname
   and subdomain set on its pod), which real v1 does not make: the hostfile's names then
   resolve through cluster DNS, as tools that look the hosts up (Intel MPI's hydra, Open
@@ -83,6 +89,9 @@ CONFIG_VOLUME = "mpi-job-config"
 CONFIG_MOUNT_PATH = "/etc/mpi"
 KUBEXEC, HOSTFILE, DISCOVER_HOSTS = "kubexec.sh", "hostfile", "discover_hosts.sh"
 SCRIPT_MODE, HOSTFILE_MODE = 0o555, 0o444
+KUBECTL_DELIVERY = "kubectl-delivery"
+#: The real init container's CPU and memory (requests equal limits).
+KUBECTL_DELIVERY_RESOURCES = {"cpu": "100m", "memory": "512Mi"}
 INTEL_MPI_DEFAULT_BOOTSTRAP = "rsh"
 EVICTED_REASON = "MPIJobEvicted"
 #: How soon to try again when a ConfigMap, Role or RoleBinding of the job's name is
@@ -215,6 +224,25 @@ def _mount_config(pod_spec: dict[str, Any], job_name: str, items: list[tuple[str
     return container
 
 
+def add_kubectl_delivery(pod_spec: dict[str, Any], job: Mapping[str, Any]) -> None:
+    """Append the launcher's `kubectl-delivery` init container, which ends once every
+    worker pod is Running (see the module docstring for how it differs from the real one).
+    Call before the ConfigMap volume is added to the pod."""
+    main = pod_spec["containers"][0]
+    workers = [f"pod/{replica_name(meta(job)['name'], WORKER, i)}"
+               for i in range(worker_count(job))]
+    command = ["kubectl", "wait", "--for=jsonpath={.status.phase}=Running",
+               "--timeout=-1s", *workers] if workers else ["true"]
+    pod_spec["initContainers"] = [*(pod_spec.get("initContainers") or []), {
+        "name": KUBECTL_DELIVERY, "image": main.get("image"),
+        "imagePullPolicy": main.get("imagePullPolicy", "IfNotPresent"),
+        "command": command,
+        "env": [{"name": "NAMESPACE", "value": meta(job).get("namespace", "")}],
+        "volumeMounts": [{"name": CONFIG_VOLUME, "mountPath": CONFIG_MOUNT_PATH}],
+        "resources": {"limits": dict(KUBECTL_DELIVERY_RESOURCES),
+                      "requests": dict(KUBECTL_DELIVERY_RESOURCES)}}]
+
+
 def launcher_env(job: Mapping[str, Any], existing: list[Mapping[str, Any]]
                  ) -> list[dict[str, str]]:
     """What the launcher's first container gets beside its own `existing` variables."""
@@ -285,6 +313,7 @@ class MPIFramework(Framework):
                 container["command"], container["args"] = ["sleep"], ["365d"]
             return
         pod_spec["serviceAccountName"] = launcher_service_account(job)
+        add_kubectl_delivery(pod_spec, job)
         container = _mount_config(pod_spec, name, [(KUBEXEC, SCRIPT_MODE),
                                                    (HOSTFILE, HOSTFILE_MODE),
                                                    (DISCOVER_HOSTS, SCRIPT_MODE)])
