@@ -244,7 +244,8 @@ def _operators(args: argparse.Namespace) -> int:
             args.kubeconfig, leader_elect=args.leader_elect,
             gang_scheduler_name=args.gang_scheduler_name or None, controllers=only,
             webhook=args.webhook, webhook_host=args.webhook_host,
-            webhook_port=args.webhook_port, webhook_service=args.webhook_service)))
+            webhook_port=args.webhook_port, webhook_service=args.webhook_service,
+            webhook_secret=args.webhook_secret_name)))
     except ValueError as exc:
         print(f"pilothouse operators: {exc}", file=sys.stderr)
         return 2
@@ -482,6 +483,10 @@ def main(argv: list[str] | None = None) -> int:
     operators.add_argument("--webhook-service", default=None,
                            help="NAMESPACE/NAME[:PORT]: register the webhook behind this "
                                 "Service instead of a URL (in-cluster; needs --webhook-port)")
+    operators.add_argument("--webhook-secret-name", default="training-operator-webhook-cert",
+                           help="with --webhook-service: the Secret beside it in which the "
+                                "operator's replicas share their serving certificate (default "
+                                "training-operator-webhook-cert)")
     scheduler = commands.add_parser("scheduler", help="run the scheduler")
     scheduler.add_argument("--kubeconfig", required=True)
     scheduler.add_argument("--scheduler-name", default="default-scheduler")

@@ -508,9 +508,10 @@ def _kubeflow_operators_rules() -> list[dict[str, list[str]]]:
     # (hostfile, kubexec.sh) and the launcher's ServiceAccount, Role and RoleBinding; the
     # Role grants reading pods and exec (get and create on `pods/exec`, as a WebSocket
     # exec needs), which RBAC lets only a holder of those grant (its escalation check),
-    # so the operator holds them too. Later issues extend this
+    # so the operator holds them too. Replicas behind a webhook Service share their
+    # serving certificate in a Secret (the default name only: a renamed one needs a grant). Later issues extend this
     # role (Katib, Pipelines, notebooks, profiles) as each operator lands.
-    jobs = ["jaxjobs", "mpijobs", "pytorchjobs", "tfjobs", "xgboostjobs"]
+    jobs = ["jaxjobs", "mpijobs", "paddlejobs", "pytorchjobs", "tfjobs", "xgboostjobs"]
     return [
         _rule(["create", "get", "list", "update", "watch"], ["apiextensions.k8s.io"],
               ["customresourcedefinitions"]),
@@ -521,6 +522,8 @@ def _kubeflow_operators_rules() -> list[dict[str, list[str]]]:
         _rule(["create", "delete", "get", "list", "watch"], [""], ["pods", "services"]),
         _rule(["create", "get"], [""], ["pods/exec"]),
         _rule(["create", "get", "list", "update", "watch"], [""], ["configmaps"]),
+        _rule(["create"], [""], ["secrets"]),
+        _rule(["get", "update"], [""], ["secrets"], names=["training-operator-webhook-cert"]),
         _rule(["create", "get", "list", "watch"], [""], ["serviceaccounts"]),
         _rule(["create", "get", "list", "update", "watch"], ["rbac.authorization.k8s.io"],
               ["rolebindings", "roles"]),

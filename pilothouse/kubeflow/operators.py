@@ -19,7 +19,14 @@ from .training.paddle import PaddleJobController
 from .training.pytorch import PyTorchJobController
 from .training.tensorflow import TFJobController
 from .training.validation import VALIDATED_KINDS
-from .training.webhook import ServiceReference, WebhookServer, register, unregister
+from .training.webhook import (
+    DEFAULT_SECRET_NAME,
+    ServiceReference,
+    WebhookServer,
+    register,
+    shared_chain,
+    unregister,
+)
 from .training.xgboost import XGBoostJobController
 
 #: The training operator's controllers by name (as the real operator names them).
@@ -38,7 +45,8 @@ async def run_training_operator(kubeconfig: str | None, *, leader_elect: bool = 
                                 controllers: Iterable[str] | None = None,
                                 webhook: bool = True, webhook_host: str = "127.0.0.1",
                                 webhook_port: int = 0,
-                                webhook_service: str | None = None) -> None:
+                                webhook_service: str | None = None,
+                                webhook_secret: str = DEFAULT_SECRET_NAME) -> None:
     """Run the training operator until cancelled.
 
     `kubeconfig` None means in-cluster config. `gang_scheduler_name` None turns gang
@@ -49,7 +57,8 @@ async def run_training_operator(kubeconfig: str | None, *, leader_elect: bool = 
     kinds that have one (not MPIJob, as real v1) on `webhook_host`:`webhook_port` (0: a
     free port) and, once leading, registers them: at that URL, or through `webhook_service`
     (`<namespace>/<name>[:<port>]`, the Service fronting the operator in a cluster; its
-    targetPort must then be a fixed `webhook_port`). Without it, the leader removes a
+    targetPort must then be a fixed `webhook_port`; the replicas behind it share the serving
+    certificate in the Secret `webhook_secret` beside it). Without it, the leader removes a
     registration left by an earlier run. A bad `webhook_service`, or an address the server
     cannot bind, is a ValueError.
     """
@@ -61,11 +70,9 @@ async def run_training_operator(kubeconfig: str | None, *, leader_elect: bool = 
     service = ServiceReference.parse(webhook_service) if webhook_service else None
     if service is not None and not webhook_port:
         raise ValueError("a webhook Service needs a fixed webhook port for its targetPort")
-    server = WebhookServer(
-        host=webhook_host, port=webhook_port, service=service,
-        kinds=[kind for kind in (TRAINING_CONTROLLERS[name].framework.kind for name in chosen)
-               if kind in VALIDATED_KINDS]) \
-        if webhook else None
+    kinds = [kind for kind in (TRAINING_CONTROLLERS[name].framework.kind for name in chosen)
+             if kind in VALIDATED_KINDS]
+    server: WebhookServer | None = None
 
     async def install(client: Client) -> None:
         await install_crds(client, ALL_KINDS)
@@ -74,12 +81,16 @@ async def run_training_operator(kubeconfig: str | None, *, leader_elect: bool = 
         else:
             await unregister(client)
 
-    if server is not None:
-        await server.start()
     try:
         async with Client.from_kubeconfig(kubeconfig, user_agent="pilothouse-training-operator",
                                           field_manager="training-operator") as client:
             await client.wait_ready(timeout=60)
+            if webhook:
+                chain = await shared_chain(client, service, host=webhook_host,
+                                           secret_name=webhook_secret) if service else None
+                server = WebhookServer(host=webhook_host, port=webhook_port, service=service,
+                                       kinds=kinds, chain=chain)
+                await server.start()
             await run_controllers(
                 client, {name: TRAINING_CONTROLLERS[name] for name in chosen},
                 component="training-operator", lease_name=TRAINING_LEASE,

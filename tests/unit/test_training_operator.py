@@ -9,9 +9,11 @@ conditions, replica statuses and Events, and `kubectl get pytorchjobs`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import shutil
+import ssl
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ import pytest
 from pilothouse.client import ApiError, Client
 from pilothouse.kubeflow.operators import run_training_operator
 from pilothouse.kubeflow.training.crds import JAX, install_crds
+from pilothouse.kubeflow.training.webhook import ServiceReference, WebhookServer, shared_chain
 from tests.inprocess import InProcessCluster, component_kubeconfigs, in_process_cluster
 
 KUBECTL = "/usr/bin/kubectl"
@@ -194,6 +197,45 @@ def test_invalid_jobs_are_refused_with_a_cause(cluster: InProcessCluster,
         assert "spec.nprocPerNode" in await refused(pytorchjob("nproc", nprocPerNode="two"))
         bad_policy = pytorchjob("policy", restart_policy="Sometimes")
         assert "restartPolicy" in await refused(bad_policy)
+
+    cluster.run(scenario())
+
+
+def test_replicas_behind_a_service_share_one_serving_certificate_in_a_secret(
+        cluster: InProcessCluster, kubeconfigs: dict[str, Path]) -> None:
+    """Every replica behind the webhook Service serves the chain of the Secret the first
+    one wrote, so the leader's registered caBundle verifies whichever replica answers; a
+    Secret whose certificate does not name the Service is replaced."""
+    service = ServiceReference("default", "training-operator")
+
+    async def handshake(server: WebhookServer, ca_pem: bytes) -> None:
+        context = ssl.create_default_context(cadata=ca_pem.decode())
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=context,
+                                                  server_hostname=service.dns_name)
+        writer.close()
+
+    async def scenario() -> None:
+        async with Client.from_kubeconfig(str(kubeconfigs["operator"])) as client:
+            first, second = await asyncio.gather(
+                *(shared_chain(client, service, host="0.0.0.0") for _ in range(2)))
+            assert first == second
+            stored = await client.get("v1", "secrets", "training-operator-webhook-cert",
+                                      "default")
+            assert stored["type"] == "kubernetes.io/tls"
+            assert base64.b64decode(stored["data"]["ca.crt"]) == first[0]
+            servers = [WebhookServer(host="127.0.0.1", service=service, chain=first)
+                       for _ in range(2)]
+            try:
+                for server in servers:
+                    await server.start()
+                    await handshake(server, first[0])  # the caBundle any leader registers
+            finally:
+                for server in servers:
+                    await server.stop()
+            other = ServiceReference("default", "renamed")
+            renewed = await shared_chain(client, other, host="0.0.0.0")
+            assert renewed != first and await shared_chain(client, other, host="0.0.0.0") \
+                == renewed
 
     cluster.run(scenario())
 

@@ -13,7 +13,13 @@ causes.)
 
 Each start makes a new CA and serving certificate (`machinery/certs.py`), valid for
 127.0.0.1, the host the server is reached at, and `<service>.<namespace>.svc` when a Service
-fronts it. Once leading, the operator creates or replaces the ValidatingWebhookConfiguration
+fronts it. Behind a Service, where every replica of the operator answers (the Service picks
+any of them, while only the leader registers its caBundle), the replicas share one chain
+kept in a `kubernetes.io/tls` Secret beside the Service, as the real operator's certificate
+rotator keeps it (`training-operator-webhook-cert`: ca.crt, tls.crt, tls.key): the first
+replica to start creates it, the others load it, and one that finds it expiring within
+RENEW_BEFORE, unreadable or not valid for the Service's name replaces it (a leader started
+earlier keeps serving its old chain until it restarts). Once leading, the operator creates or replaces the ValidatingWebhookConfiguration
 named as the real manifest names it, `validator.training-operator.kubeflow.org`, with the
 new caBundle and address: by default `clientConfig.url` on an ephemeral port of 127.0.0.1
 (several clusters may share a machine), or a Service reference when the operator runs in a
@@ -24,6 +30,7 @@ does, and the next leader replaces it.
 from __future__ import annotations
 
 import base64
+import datetime
 import ipaddress
 import logging
 import socket
@@ -36,6 +43,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from cryptography import x509
 
 from ...client import ApiError, Client
 from ...machinery.certs import serving_chain
@@ -53,6 +61,10 @@ REVIEW_API_VERSION = "admission.k8s.io/v1"
 SERVICE_PORT = 443
 CERT_DAYS = 365
 REGISTER_ATTEMPTS = 5
+#: The Secret the replicas behind a Service share their serving chain in (the real default).
+DEFAULT_SECRET_NAME = "training-operator-webhook-cert"
+#: A shared certificate this close to expiring is replaced.
+RENEW_BEFORE = datetime.timedelta(days=30)
 
 
 def webhook_path(kind: JobKind) -> str:
@@ -111,23 +123,87 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+Chain = tuple[bytes, bytes, bytes]  # CA, certificate, key: PEM
+#: The keys of a Secret holding a Chain, in order.
+CHAIN_KEYS = ("ca.crt", "tls.crt", "tls.key")
+
+
+def new_chain(host: str, service: ServiceReference | None) -> Chain:
+    """A new CA and serving certificate for 127.0.0.1, `host` and the Service's name."""
+    ips = {"127.0.0.1"} | ({host} if _is_ip(host) else set())
+    dns = ({host} if not _is_ip(host) else set()) | ({service.dns_name} if service else set())
+    return serving_chain("training-operator-webhook", ips=sorted(ips), dns_names=sorted(dns),
+                         days=CERT_DAYS)
+
+
+def _usable(data: Mapping[str, str], dns_name: str, now: datetime.datetime) -> Chain | None:
+    """The chain in a Secret's data if it serves `dns_name` for RENEW_BEFORE yet."""
+    try:
+        ca, cert, key = (base64.b64decode(data[k]) for k in CHAIN_KEYS)
+        parsed = x509.load_pem_x509_certificate(cert)
+        names = parsed.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    except (KeyError, ValueError, x509.ExtensionNotFound):
+        return None
+    if dns_name not in names or parsed.not_valid_after_utc - now < RENEW_BEFORE:
+        return None
+    return ca, cert, key
+
+
+async def shared_chain(client: Client, service: ServiceReference, *, host: str,
+                       secret_name: str = DEFAULT_SECRET_NAME) -> Chain:
+    """The serving chain every replica behind `service` uses: the one in the Secret
+    `secret_name` in the Service's namespace if usable, else a new one written there (a
+    replica that loses the race to write it takes the winner's)."""
+    for _ in range(REGISTER_ATTEMPTS):
+        try:
+            current: dict[str, Any] | None = await client.get(
+                "v1", "secrets", secret_name, namespace=service.namespace)
+        except ApiError as err:
+            if not err.not_found:
+                raise
+            current = None
+        now = datetime.datetime.now(datetime.UTC)
+        if current is not None:
+            found = _usable(current.get("data") or {}, service.dns_name, now)
+            if found is not None:
+                return found
+        chain = new_chain(host, service)
+        data = {key: base64.b64encode(pem).decode()
+                for key, pem in zip(CHAIN_KEYS, chain, strict=True)}
+        try:
+            if current is None:
+                await client.create("v1", "secrets", {
+                    "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                    "metadata": {"name": secret_name, "namespace": service.namespace},
+                    "data": data})
+            else:
+                await client.replace("v1", "secrets", {**current, "data": data})
+        except ApiError as err:
+            if err.conflict:
+                continue
+            raise
+        log.info("wrote the webhooks' serving certificate to secret %s/%s",
+                 service.namespace, secret_name)
+        return chain
+    raise RuntimeError(f"could not settle secret {service.namespace}/{secret_name}: it kept "
+                       "changing under us")
+
+
 class WebhookServer:
     """The HTTPS server answering the API server's reviews; `start` binds it (port 0: any
     free port, then `port` says which; an address it cannot bind is a ValueError), `stop`
-    closes it."""
+    closes it. It serves `chain` (`shared_chain` behind a Service), else a new one."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0,
                  service: ServiceReference | None = None,
-                 kinds: Iterable[JobKind] = VALIDATED_KINDS) -> None:
+                 kinds: Iterable[JobKind] = VALIDATED_KINDS, chain: Chain | None = None
+                 ) -> None:
         self.host = host
         self.port = port
         self.service = service
         self.kinds = tuple(kinds)
-        ips = {"127.0.0.1"} | ({host} if _is_ip(host) else set())
-        dns = ({host} if not _is_ip(host) else set()) | (
-            {service.dns_name} if service else set())
-        self.ca_pem, cert_pem, key_pem = serving_chain(
-            "training-operator-webhook", ips=sorted(ips), dns_names=sorted(dns), days=CERT_DAYS)
+        self.ca_pem, cert_pem, key_pem = chain or new_chain(host, service)
         self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         with tempfile.TemporaryDirectory() as tmp:  # the ssl module loads files only
             cert_file, key_file = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
