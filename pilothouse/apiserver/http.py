@@ -9,7 +9,8 @@ with the request and answered 500, never a traceback.
 
 Content: JSON in and out by default; YAML bodies accepted (and returned on
 `Accept: application/yaml`); `Accept: ...;as=Table;g=meta.k8s.io;v=v1` gets server-side
-printing. Watches stream one JSON event per line, flushed per event.
+printing. Watches stream one JSON event per line, flushed per event. `/openapi/v2` is JSON or,
+as client-go asks for it, gnostic's protobuf (`openapi_protobuf.py`), by the Accept header.
 
 WebSocket: the streams kubectl opens for exec, attach and port-forward arrive as ASGI
 "websocket" scopes and pass the same filters (authentication, request info, RBAC) before
@@ -45,6 +46,7 @@ from ..machinery.selectors import (
 from .authn import Authenticator
 from .discovery import Discovery, version_info
 from .openapi import OpenAPIDocuments
+from .openapi_protobuf import negotiate_v2
 from .printers import build_table, table_spec_for
 from .protobuf import CONTENT_TYPE as PROTOBUF
 from .protobuf import decode_protobuf
@@ -293,6 +295,9 @@ class APIServerApp:
                 return Response(500, b"[-]bootstrap not finished\nreadyz check failed",
                                 "text/plain; charset=utf-8")
             return Response(200, b"ok", "text/plain; charset=utf-8")
+        if path == "/openapi/v2":
+            # Off the event loop: the first request after a CRD change encodes ~1 MB.
+            return await asyncio.to_thread(self._openapi_v2, request)
         if path.startswith("/openapi/"):
             return self._openapi(path)
         doc = self.discovery.document(path)
@@ -304,9 +309,23 @@ class APIServerApp:
             return Response(200, orjson.dumps({"paths": paths}))
         raise errors.path_not_found(path)
 
+    def _openapi_v2(self, request: Request) -> Response:
+        """`/openapi/v2` as kube-openapi serves it: JSON, or gnostic's protobuf (what client-go
+        asks for), chosen by the Accept header, and an empty 406 for anything else; both carry
+        the JSON's ETag, and a matching If-None-Match gets 304."""
+        vary = (b"vary", b"Accept")
+        content_type = negotiate_v2(request.headers.get("accept", ""))
+        if content_type is None:
+            return Response(406, b"", "text/plain; charset=utf-8", headers=[vary])
+        body, etag = self.openapi.v2_json()
+        headers = [vary, (b"etag", f'"{etag}"'.encode())]
+        if _etag_matches(request.headers.get("if-none-match", ""), etag):
+            return Response(304, b"", content_type, headers)
+        if content_type != JSON:
+            body = self.openapi.v2_protobuf()
+        return Response(200, body, content_type, headers)
+
     def _openapi(self, path: str) -> Response:
-        if path == "/openapi/v2":
-            return Response(200, orjson.dumps(self.openapi.v2()))
         if path == "/openapi/v3":
             return Response(200, orjson.dumps(self.openapi.v3_root()))
         found = self.openapi.v3_group_version_bytes(path[len("/openapi/v3/"):])
@@ -598,6 +617,13 @@ def _event_bytes(spec: Any, event_type: str, obj: dict[str, Any], include: str) 
         table["metadata"] = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
         obj = table
     return orjson.dumps({"type": event_type, "object": obj}) + b"\n"
+
+
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    """Whether an If-None-Match header names this (unquoted) entity tag: `*`, or one of its
+    comma-separated tags, weak (`W/"..."`) or strong, as Go's http.ServeContent compares them."""
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or f'"{etag}"' in tags
 
 
 def _wants_table(accept: str) -> bool:

@@ -44,6 +44,7 @@ from typing import Any
 import orjson
 
 from pilothouse import KUBERNETES_VERSION
+from pilothouse.apiserver.openapi_protobuf import encode_document
 from pilothouse.apiserver.registry.resource import Resource
 from pilothouse.machinery.patch import PATCH_META
 
@@ -917,6 +918,18 @@ class OpenAPIDocuments:
                 "security": [{"BearerToken": []}],
             }
         return self._cached(("v2", ""), build)
+
+    def v2_json(self) -> tuple[bytes, str]:
+        """`v2` serialised as JSON, with its ETag: the SHA-512 of those bytes in upper-case hex,
+        as kube-openapi computes it (the protobuf form shares it)."""
+        def build() -> tuple[bytes, str]:
+            body = orjson.dumps(self.v2())
+            return body, hashlib.sha512(body).hexdigest().upper()
+        return self._cached(("v2 json", ""), build)
+
+    def v2_protobuf(self) -> bytes:
+        """`v2` in gnostic's protobuf encoding, what client-go asks for (`openapi_protobuf`)."""
+        return self._cached(("v2 protobuf", ""), lambda: encode_document(self.v2()))
 
     def warm(self) -> None:
         """Build and serialise every group version document (for a background thread)."""
