@@ -212,7 +212,11 @@ def _controller_manager(args: argparse.Namespace) -> int:
         _runner()(_until_signal(run_controller_manager(
             args.kubeconfig, only=only, leader_elect=args.leader_elect,
             settings={"node_monitor_grace_period": args.node_monitor_grace_period,
-                      "data_dir": str(Path(args.data_dir).expanduser().resolve())})))
+                      "data_dir": str(Path(args.data_dir).expanduser().resolve()),
+                      "horizontal_pod_autoscaler_sync_period":
+                          args.horizontal_pod_autoscaler_sync_period,
+                      "horizontal_pod_autoscaler_downscale_stabilization":
+                          args.horizontal_pod_autoscaler_downscale_stabilization})))
     except ValueError as exc:
         print(f"pilothouse controller-manager: {exc}", file=sys.stderr)
         return 2
@@ -444,6 +448,14 @@ def main(argv: list[str] | None = None) -> int:
     manager.add_argument("--node-monitor-grace-period", type=_seconds, default=40.0,
                          help="seconds without a heartbeat before a node is NotReady "
                               "(default 40)")
+    manager.add_argument("--horizontal-pod-autoscaler-sync-period", type=_seconds,
+                         default=15.0,
+                         help="seconds between two syncs of each HorizontalPodAutoscaler "
+                              "(default 15)")
+    manager.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", type=_count,
+                         default=300,
+                         help="seconds a HorizontalPodAutoscaler looks back for a higher "
+                              "recommendation before it scales down (default 300)")
     cloud = commands.add_parser("cloud-controller-manager",
                                 help="run the cloud controllers (load balancers, node "
                                      "initialization) against a cloud provider")

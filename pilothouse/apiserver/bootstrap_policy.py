@@ -424,6 +424,16 @@ def _controller_roles() -> dict[str, list[dict[str, list[str]]]]:
             _rule(["delete", "get", "list", "patch", "update", "watch"], ["*"], ["*"]),
             events,
         ],
+        "horizontal-pod-autoscaler": [
+            _rule(_READ, ["autoscaling"], ["horizontalpodautoscalers"]),
+            _rule(["update"], ["autoscaling"], ["horizontalpodautoscalers/status"]),
+            _rule(["get", "update"], ["*"], ["*/scale"]),
+            _rule(["list"], [""], ["pods"]),
+            _rule(["list"], ["metrics.k8s.io"], ["pods"]),
+            _rule(["get", "list"], ["custom.metrics.k8s.io"], ["*"]),
+            _rule(["get", "list"], ["external.metrics.k8s.io"], ["*"]),
+            events,
+        ],
         "job-controller": [
             _rule(["get", "list", "patch", "update", "watch"], ["batch"], ["jobs"]),
             _rule(["update"], ["batch"], ["jobs/status"]),
@@ -509,8 +519,10 @@ def _kubeflow_operators_rules() -> list[dict[str, list[str]]]:
     # Role grants reading pods and exec (get and create on `pods/exec`, as a WebSocket
     # exec needs), which RBAC lets only a holder of those grant (its escalation check),
     # so the operator holds them too. Replicas behind a webhook Service share their
-    # serving certificate in a Secret (the default name only: a renamed one needs a grant). Later issues extend this
-    # role (Katib, Pipelines, notebooks, profiles) as each operator lands.
+    # serving certificate in a Secret (the default name only: a renamed one needs a grant).
+    # An elastic PyTorchJob with metrics gets a HorizontalPodAutoscaler (the verbs the real
+    # operator's kubebuilder RBAC marker grants). Later issues extend this role (Katib,
+    # Pipelines, notebooks, profiles) as each operator lands.
     jobs = ["jaxjobs", "mpijobs", "paddlejobs", "pytorchjobs", "tfjobs", "xgboostjobs"]
     return [
         _rule(["create", "get", "list", "update", "watch"], ["apiextensions.k8s.io"],
@@ -530,6 +542,8 @@ def _kubeflow_operators_rules() -> list[dict[str, list[str]]]:
         _rule(["create", "patch"], [""], ["events"]),
         _rule(["create", "delete", "get", "list", "patch", "update", "watch"],
               ["scheduling.x-k8s.io"], ["podgroups"]),
+        _rule(["create", "delete", "get", "list", "patch", "update", "watch"],
+              ["autoscaling"], ["horizontalpodautoscalers"]),
         _rule(["create", "get", "update"], ["coordination.k8s.io"], ["leases"]),
         # Not used by the training operator; kept for the operators to come (profiles).
         _rule(_READ, [""], ["namespaces"]),

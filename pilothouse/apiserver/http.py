@@ -52,6 +52,7 @@ from .protobuf import CONTENT_TYPE as PROTOBUF
 from .protobuf import decode_protobuf
 from .rbac import RBACAuthorizer, UserInfo
 from .registry import Resource, ResourceTable
+from .registry.conversion import from_storage
 from .registry.generic import PATCH_TYPES, GenericRegistry, WriteOptions
 from .requestinfo import RequestInfo, parse_request_info
 from .watchcache import WatchCache
@@ -574,6 +575,10 @@ class APIServerApp:
                 event_type = "DELETED"
             else:
                 return None
+        if res.storage_version:  # the cache holds the storage version: convert
+            obj = from_storage(res, obj)
+            if spec is None:
+                return orjson.dumps({"type": event_type, "object": obj}) + b"\n"
         if spec is not None:
             shown = {**obj, "apiVersion": res.group_version} if res.custom else obj
             return _event_bytes(spec, event_type, shown, include)

@@ -27,9 +27,11 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from pilothouse.apiserver.registry.conversion import as_v2
 from pilothouse.apiserver.registry.resource import Resource
 from pilothouse.machinery.jsonpath import JSONPath, compile_jsonpath
 from pilothouse.machinery.meta import parse_time, rfc3339
+from pilothouse.machinery.quantity import canonical
 from pilothouse.machinery.selectors import selector_string_from_dict
 
 Row = Callable[[dict, datetime], list]
@@ -949,6 +951,99 @@ CRON_JOB = _spec(
 )
 
 
+# -- autoscaling -----------------------------------------------------------------------
+
+
+def _quantity_cell(value: Any) -> str:
+    """A quantity as Quantity.String() prints it ("0" when unset, the zero Quantity)."""
+    if value is None:
+        return "0"
+    try:
+        return canonical(value)
+    except ValueError:
+        return str(value)
+
+
+def _hpa_metric(spec: Mapping[str, Any], status: Mapping[str, Any] | None) -> str:
+    """One metric of the TARGETS cell: `current/target`, `<unknown>` until measured."""
+    kind = spec.get("type")
+    status = status or {}
+    if kind in ("External", "Object"):
+        field = kind.lower()
+        target = (spec.get(field) or {}).get("target") or {}
+        current = (status.get(field) or {}).get("current") if status.get(field) else None
+        if target.get("averageValue") is not None:
+            shown = "<unknown>"
+            if current is not None and current.get("averageValue") is not None:
+                shown = _quantity_cell(current["averageValue"])
+            return f"{shown}/{_quantity_cell(target['averageValue'])} (avg)"
+        shown = _quantity_cell(current.get("value")) if current is not None else "<unknown>"
+        return f"{shown}/{_quantity_cell(target.get('value'))}"
+    if kind == "Pods":
+        target = (spec.get("pods") or {}).get("target") or {}
+        current = (status.get("pods") or {}).get("current") if status.get("pods") else None
+        shown = _quantity_cell(current.get("averageValue")) if current is not None else \
+            "<unknown>"
+        return f"{shown}/{_quantity_cell(target.get('averageValue'))}"
+    if kind in ("Resource", "ContainerResource"):
+        field = "resource" if kind == "Resource" else "containerResource"
+        source = spec.get(field) or {}
+        target = source.get("target") or {}
+        measured = status.get(field)
+        current = (measured or {}).get("current") or {}
+        name = source.get("name", "")
+        if target.get("averageValue") is not None:
+            shown = _quantity_cell(current.get("averageValue")) if measured else "<unknown>"
+            return f"{name}: {shown}/{_quantity_cell(target['averageValue'])}"
+        shown = "<unknown>"
+        if measured and current.get("averageUtilization") is not None:
+            shown = f"{current['averageUtilization']}%"
+        goal = "<auto>"
+        if target.get("averageUtilization") is not None:
+            goal = f"{target['averageUtilization']}%"
+        return f"{name}: {shown}/{goal}"
+    return "<unknown type>"
+
+
+def _hpa_metrics(specs: list[Mapping[str, Any]], statuses: list[Mapping[str, Any]]) -> str:
+    """formatHPAMetrics: the first two metrics, then `+ N more...`."""
+    if not specs:
+        return "<none>"
+    cells = [_hpa_metric(spec, statuses[i] if i < len(statuses) else None)
+             for i, spec in enumerate(specs)]
+    if len(cells) > 2:
+        return f"{', '.join(cells[:2])} + {len(cells) - 2} more..."
+    return ", ".join(cells)
+
+
+def _hpa_row(hpa: dict, now: datetime) -> list:
+    hpa = as_v2(hpa)  # an autoscaling/v1 object prints as its stored v2 form does
+    spec, status = hpa.get("spec") or {}, hpa.get("status") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    min_pods = spec.get("minReplicas")
+    return [
+        _name(hpa),
+        f"{ref.get('kind', '')}/{ref.get('name', '')}",
+        _hpa_metrics(spec.get("metrics") or [], status.get("currentMetrics") or []),
+        "<unset>" if min_pods is None else str(min_pods),
+        spec.get("maxReplicas", 0),
+        status.get("currentReplicas", 0),
+        _age(hpa, now),
+    ]
+
+
+HORIZONTAL_POD_AUTOSCALER = _spec(
+    _hpa_row,
+    NAME,
+    _col("Reference", "The scale target the autoscaler scales (kind/name)."),
+    _col("Targets", "Current/target value of each metric (the first two)."),
+    _col("MinPods", "The lower limit of replicas the autoscaler may set."),
+    _col("MaxPods", "The upper limit of replicas the autoscaler may set.", "integer"),
+    _col("Replicas", "Current number of replicas of the scale target.", "string"),
+    AGE,
+)
+
+
 # -- other groups ----------------------------------------------------------------------
 
 
@@ -1205,6 +1300,7 @@ BUILTIN: Mapping[tuple[str, str], TableSpec] = {
     ("apps", "ControllerRevision"): CONTROLLER_REVISION,
     ("batch", "Job"): JOB,
     ("batch", "CronJob"): CRON_JOB,
+    ("autoscaling", "HorizontalPodAutoscaler"): HORIZONTAL_POD_AUTOSCALER,
     ("coordination.k8s.io", "Lease"): LEASE,
     ("discovery.k8s.io", "EndpointSlice"): ENDPOINT_SLICE,
     ("events.k8s.io", "Event"): EVENT_V1,

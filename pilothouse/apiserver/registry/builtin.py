@@ -123,6 +123,13 @@ BUILTIN_RESOURCES: tuple[Resource, ...] = (
              field_selectors={"status.successful": _path("status", "succeeded")}),
     Resource("batch", "v1", "cronjobs", "cronjob", "CronJob", True, short_names=("cj",),
              categories=("all",), subresources=("status",)),
+    # autoscaling/v2 (preferred, stored) and autoscaling/v1, converted (conversion.py)
+    Resource("autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler",
+             "HorizontalPodAutoscaler", True, short_names=("hpa",), categories=("all",),
+             subresources=("status",)),
+    Resource("autoscaling", "v1", "horizontalpodautoscalers", "horizontalpodautoscaler",
+             "HorizontalPodAutoscaler", True, short_names=("hpa",), categories=("all",),
+             subresources=("status",), storage_version="v2"),
     # small API groups
     Resource("coordination.k8s.io", "v1", "leases", "lease", "Lease", True),
     Resource("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", True),

@@ -14,6 +14,7 @@ canonical form, as `SetDefaults_ResourceList` and Quantity's serialisation do.
 from __future__ import annotations
 
 import base64
+import copy
 from collections.abc import Callable
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
@@ -301,6 +302,66 @@ def default_cron_job(cj: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------
+# autoscaling
+
+
+#: SetDefaults_HorizontalPodAutoscalerBehavior's rules for a behavior that leaves one out:
+#: scale up by 4 pods or 100% (the larger) each 15 s, no stabilization; scale down by 100%
+#: each 15 s, stabilized over the controller's --horizontal-pod-autoscaler-downscale-
+#: stabilization (left unset here, as upstream leaves it).
+HPA_SCALE_UP_RULES = {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+    {"type": "Pods", "value": 4, "periodSeconds": 15},
+    {"type": "Percent", "value": 100, "periodSeconds": 15}]}
+HPA_SCALE_DOWN_RULES = {"selectPolicy": "Max", "policies": [
+    {"type": "Percent", "value": 100, "periodSeconds": 15}]}
+
+
+def _scaling_rules(given: Any, defaults: dict) -> dict:
+    """copyHPAScalingRules: the defaults with every field `given` sets (non-null) kept.
+    1.32's rules have no `tolerance` (1.33's alpha HPAConfigurableTolerance): not kept."""
+    rules = copy.deepcopy(defaults)
+    if isinstance(given, dict):
+        for key in ("selectPolicy", "stabilizationWindowSeconds", "policies"):
+            if given.get(key) is not None:
+                rules[key] = given[key]
+    return rules
+
+
+def _metric_quantities(holder: Any, key: str, fields: tuple[str, ...]) -> None:
+    value = holder.get(key) if isinstance(holder, dict) else None
+    if isinstance(value, dict):
+        for name in fields:
+            if name in value:
+                value[name] = canonical_quantity(value[name])
+
+
+def default_horizontal_pod_autoscaler(hpa: dict) -> None:
+    """autoscaling/v2's SetDefaults_HorizontalPodAutoscaler: minReplicas 1, a CPU target of
+    80% when there is no metric, a behavior's missing rules filled in. Through
+    autoscaling/v1 only minReplicas is defaulted (the 80% is implied by conversion).
+    Quantities are stored canonical, as Quantity serializes."""
+    spec = _sub(hpa, "spec")
+    if spec.get("minReplicas") is None:
+        spec["minReplicas"] = 1
+    if hpa.get("apiVersion") == "autoscaling/v1":
+        return
+    if not spec.get("metrics"):
+        spec["metrics"] = [{"type": "Resource", "resource": {"name": "cpu", "target": {
+            "type": "Utilization", "averageUtilization": 80}}}]
+    behavior = spec.get("behavior")
+    if isinstance(behavior, dict):
+        behavior["scaleUp"] = _scaling_rules(behavior.get("scaleUp"), HPA_SCALE_UP_RULES)
+        behavior["scaleDown"] = _scaling_rules(behavior.get("scaleDown"), HPA_SCALE_DOWN_RULES)
+    for metric in _items(spec, "metrics"):
+        for source in ("object", "pods", "resource", "containerResource", "external"):
+            _metric_quantities(metric.get(source), "target", ("value", "averageValue"))
+    status = hpa.get("status")
+    for metric in _items(status if isinstance(status, dict) else {}, "currentMetrics"):
+        for source in ("object", "pods", "resource", "containerResource", "external"):
+            _metric_quantities(metric.get(source), "current", ("value", "averageValue"))
+
+
+# ---------------------------------------------------------------------------------------
 # core/v1 kinds other than pods.
 
 
@@ -510,6 +571,7 @@ DEFAULTERS: dict[tuple[str, str], Defaulter] = {
     ("apps", "DaemonSet"): default_daemon_set,
     ("batch", "Job"): default_job,
     ("batch", "CronJob"): default_cron_job,
+    ("autoscaling", "HorizontalPodAutoscaler"): default_horizontal_pod_autoscaler,
     ("discovery.k8s.io", "EndpointSlice"): default_endpoint_slice,
     ("storage.k8s.io", "StorageClass"): default_storage_class,
     ("scheduling.k8s.io", "PriorityClass"): default_priority_class,

@@ -11,6 +11,10 @@ not branched on: defaulters and validators by (group, kind), schemas for field p
 A Service's cluster IP and node ports are claimed before validation and released if the
 write fails, or once the Service is really removed (`serviceips.py`).
 
+A resource served in a version other than its kind's storage version (autoscaling/v1
+HorizontalPodAutoscalers, stored as v2) works on objects in its own version and is
+converted as they are decoded and encoded (`conversion.py`).
+
 Objects are stored as JSON without `metadata.resourceVersion`; the store's mod_revision
 is the resourceVersion, set on every read. An update that changes nothing is not written
 (no new resourceVersion), so applying the same manifest twice is a true no-op.
@@ -41,6 +45,7 @@ from ..crd import default_crd, validate_crd, validate_crd_update
 from ..openapi import builtin_schema, model_for
 from ..serviceips import Allocation, ServiceAddresses, prepare_service_update
 from .builtin import CREATE_ON_UPDATE, RETURNS_DELETED_OBJECT
+from .conversion import from_storage, to_storage
 from .defaults import DEFAULTERS, job_prepare_for_create
 from .resource import Resource
 from .validation import (
@@ -116,14 +121,21 @@ class ListResult:
 
 
 def decode(kv: KeyValue, res: Resource | None = None) -> dict[str, Any]:
+    """A stored object as `res` serves it (converted if `res` is not its storage version)."""
     obj = orjson.loads(kv.value)
     obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
     if res is not None and res.custom:
         obj["apiVersion"] = res.group_version  # conversion strategy None: same object
+    elif res is not None and res.storage_version:
+        obj = from_storage(res, obj)
     return obj
 
 
-def encode(obj: dict[str, Any]) -> bytes:
+def encode(obj: dict[str, Any], res: Resource | None = None) -> bytes:
+    """What the datastore keeps of `obj` (written through `res`): its storage version,
+    without resourceVersion."""
+    if res is not None and res.storage_version:
+        obj = to_storage(res, obj)
     meta = obj["metadata"]
     rv = meta.pop("resourceVersion", None)
     try:
@@ -320,11 +332,12 @@ class GenericRegistry:
                 raise errors.already_exists(res.plural, meta["name"], res.group)
             return obj
         try:
-            kv = await self.store.create(res.key(meta.get("namespace"), meta["name"]), encode(obj))
+            kv = await self.store.create(res.key(meta.get("namespace"), meta["name"]),
+                                         encode(obj, res))
         except KeyExists:
             raise errors.already_exists(res.plural, meta["name"], res.group) from None
         meta["resourceVersion"] = str(kv.mod_revision)
-        return obj
+        return _as_read(res, obj)
 
     def _check_body(self, res: Resource, obj: Any, namespace: str | None) -> dict[str, Any]:
         if not isinstance(obj, dict):
@@ -732,9 +745,10 @@ class GenericRegistry:
             return await self._remove(res, kv, new, opts)
         if opts.dry_run:
             return new
-        updated = await self.store.update(kv.key, encode(new), expected_revision=kv.mod_revision)
+        updated = await self.store.update(kv.key, encode(new, res),
+                                          expected_revision=kv.mod_revision)
         new_meta["resourceVersion"] = str(updated.mod_revision)
-        return new
+        return _as_read(res, new)
 
     async def mutate(
         self,
@@ -767,7 +781,7 @@ class GenericRegistry:
             if dry_run:
                 return new
             try:
-                updated = await self.store.update(kv.key, encode(new),
+                updated = await self.store.update(kv.key, encode(new, res),
                                                   expected_revision=kv.mod_revision)
             except RevisionMismatch:
                 continue
@@ -926,7 +940,7 @@ class GenericRegistry:
             return obj, False
         if opts.dry_run:
             return new, False
-        updated = await self.store.update(kv.key, encode(new), expected_revision=kv.mod_revision)
+        updated = await self.store.update(kv.key, encode(new, res), expected_revision=kv.mod_revision)
         new_meta["resourceVersion"] = str(updated.mod_revision)
         return new, False
 
@@ -1004,6 +1018,15 @@ class GenericRegistry:
                 raise
             deleted.append(result)
         return deleted
+
+
+def _as_read(res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+    """A written object as a read of it through `res` returns it: for a version other than
+    the storage one, converted there and back (a v1 HorizontalPodAutoscaler gets its
+    implied CPU target and its annotations)."""
+    if not res.storage_version:
+        return obj
+    return from_storage(res, to_storage(res, obj))
 
 
 def _namespace_spec_finalizers(res: Resource, obj: dict[str, Any]) -> bool:

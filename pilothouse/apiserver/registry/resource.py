@@ -43,6 +43,10 @@ class Resource:
     printer_columns: tuple[Mapping[str, Any], ...] = ()
     #: True when served from a CustomResourceDefinition.
     custom: bool = False
+    #: For a built-in kind also served in another version: the version it is stored in
+    #: when this one is not it ("" when it is). Objects are converted on the way in and
+    #: out (conversion.py), as autoscaling/v1 HorizontalPodAutoscalers are stored as v2.
+    storage_version: str = ""
 
     @property
     def group_version(self) -> str:

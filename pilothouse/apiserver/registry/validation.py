@@ -11,8 +11,9 @@ rejected object reads the same here as there. The rules follow
 This module owns object metadata, the shared field checks and the core, storage, RBAC and
 small-group kinds; validation_workloads.py owns pods and their controllers (apps, batch),
 validation_networking.py the networking.k8s.io kinds, validation_admissionregistration.py
-the webhook configurations. Import the tables from here;
-`WARNINGS` gives the warnings a write of a kind earns (WarningsOnCreate/OnUpdate).
+the webhook configurations, validation_autoscaling.py the HorizontalPodAutoscalers. Import
+the tables from here; `WARNINGS` gives the warnings a write of a kind earns
+(WarningsOnCreate/OnUpdate).
 """
 
 from __future__ import annotations
@@ -1122,6 +1123,9 @@ def validate_binding_update(new: dict, old: dict) -> list[Cause]:
 from .validation_admissionregistration import (  # noqa: E402 -- it builds on the checks above
     ADMISSION_VALIDATORS,
 )
+from .validation_autoscaling import (  # noqa: E402 -- it builds on the checks above
+    AUTOSCALING_VALIDATORS,
+)
 from .validation_networking import (  # noqa: E402 -- it builds on the checks above
     NETWORKING_VALIDATORS,
     NETWORKING_WARNINGS,
@@ -1156,6 +1160,7 @@ VALIDATORS: dict[tuple[str, str], Validator] = {
     **WORKLOAD_VALIDATORS,
     **NETWORKING_VALIDATORS,
     **ADMISSION_VALIDATORS,
+    **AUTOSCALING_VALIDATORS,
 }
 
 UPDATE_VALIDATORS: dict[tuple[str, str], UpdateValidator] = {

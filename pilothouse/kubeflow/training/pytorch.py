@@ -14,15 +14,30 @@ master's name resolves, as the real operator's does (in the job's image: see
 
 The job succeeds when the Master succeeds; without a Master, when every Worker has (with an
 elasticPolicy, when any has).
+
+An elastic job with `elasticPolicy.metrics` gets, as the real operator's `ReconcileHPA`
+(v1.9 `hpa.go`) makes it before the pods, an autoscaling/v2 HorizontalPodAutoscaler named
+after the job and controlled by it, that scales the job's Workers through the PyTorchJob
+scale subresource between elasticPolicy.minReplicas and maxReplicas on those metrics: created
+when missing, its spec brought back when it drifts, deleted while the job is suspended.
+Like the real operator, a job whose elasticPolicy has no `metrics` is left alone (an HPA it
+had stays until the job is deleted).
 """
 
 from __future__ import annotations
 
+import copy
+import logging
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
+from ...client import ApiError, Informer
+from ...machinery.meta import owner_reference
+from ...machinery.quantity import parse_quantity
 from .common import (
+    KUBEFLOW_JOBS_CONTROLLER,
     Event,
     Framework,
     add_env,
@@ -34,12 +49,17 @@ from .common import (
     replica_name,
     replica_specs,
     replicas_of,
+    run_policy,
     total_replicas,
 )
 from .controller import TrainingJobController
-from .crds import PYTORCH
+from .crds import API_VERSION, PYTORCH
+
+log = logging.getLogger(__name__)
 
 MASTER, WORKER = "Master", "Worker"
+HPA_API_VERSION = "autoscaling/v2"
+HPA_PLURAL = "horizontalpodautoscalers"
 DEFAULT_NPROC_PER_NODE = "auto"
 
 
@@ -201,6 +221,91 @@ def elastic_env(job: Mapping[str, Any], elastic: Mapping[str, Any]) -> list[dict
     return env
 
 
+def desired_hpa(job: Mapping[str, Any]) -> dict[str, Any]:
+    """desiredHPA: the job's HorizontalPodAutoscaler, its Workers scaled between the
+    elasticPolicy's bounds on its metrics (a defaulted job: both bounds are set)."""
+    elastic = (job.get("spec") or {}).get("elasticPolicy") or {}
+    spec: dict[str, Any] = {"scaleTargetRef": {"kind": PYTORCH.kind, "name": meta(job)["name"],
+                                               "apiVersion": API_VERSION}}
+    if elastic.get("minReplicas") is not None:
+        spec["minReplicas"] = elastic["minReplicas"]
+    spec["maxReplicas"] = elastic.get("maxReplicas")
+    spec["metrics"] = copy.deepcopy(elastic.get("metrics"))
+    return {"apiVersion": HPA_API_VERSION, "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": meta(job)["name"], "namespace": meta(job).get("namespace"),
+                         "ownerReferences": [owner_reference(dict(job))]},
+            "spec": spec}
+
+
+def semantically_equal(want: Any, have: Any) -> bool:
+    """apiequality.Semantic.DeepEqual of two JSON values: quantities compare by value
+    (`"0.5"` equals the stored `"500m"`), everything else exactly."""
+    if isinstance(want, dict) and isinstance(have, dict):
+        return want.keys() == have.keys() and all(
+            semantically_equal(v, have[k]) for k, v in want.items())
+    if isinstance(want, list) and isinstance(have, list):
+        return len(want) == len(have) and all(
+            semantically_equal(a, b) for a, b in zip(want, have, strict=True))
+    if want == have:
+        return True
+    if isinstance(want, str | int | float) and isinstance(have, str | int | float) and \
+            not isinstance(want, bool) and not isinstance(have, bool):
+        return _quantity(want) is not None and _quantity(want) == _quantity(have)
+    return False
+
+
+def _quantity(value: Any) -> Decimal | None:
+    try:
+        return parse_quantity(value)
+    except (TypeError, ValueError):
+        return None
+
+
 class PyTorchJobController(TrainingJobController):
     name = "pytorchjob-controller"
     framework = PyTorchFramework()
+
+    def setup(self) -> None:
+        super().setup()
+        self.hpas: Informer = self.context.informers.informer(HPA_API_VERSION, HPA_PLURAL)
+
+    async def reconcile(self, key: str) -> float | None:
+        """The job's HorizontalPodAutoscaler first, then its pods and Services, as the real
+        operator's Reconcile calls ReconcileHPA before ReconcileJobs."""
+        cached = self.jobs.get(key)
+        if cached is not None and not meta(cached).get("deletionTimestamp") and \
+                run_policy(cached).get("managedBy") in (None, KUBEFLOW_JOBS_CONTROLLER):
+            job = copy.deepcopy(cached)
+            job["apiVersion"], job["kind"] = API_VERSION, PYTORCH.kind
+            self.framework.set_defaults(job)
+            await self.reconcile_hpa(job)
+        return await super().reconcile(key)
+
+    async def reconcile_hpa(self, job: dict[str, Any]) -> None:
+        """ReconcileHPA: create, update or (while the job is suspended) delete the HPA of a
+        job whose elasticPolicy has metrics. A write the cache has not seen yet meets a
+        conflict, which the next sync settles."""
+        elastic = (job.get("spec") or {}).get("elasticPolicy")
+        if elastic is None or elastic.get("metrics") is None:
+            return
+        expected = desired_hpa(job)
+        namespace, name = meta(job).get("namespace"), meta(job)["name"]
+        current = self.hpas.get(f"{namespace}/{name}")
+        suspended = bool(run_policy(job).get("suspend"))
+        try:
+            if current is None:
+                if not suspended:
+                    log.info("creating HPA %s/%s", namespace, name)
+                    await self.client.create(HPA_API_VERSION, HPA_PLURAL, expected, namespace)
+                return
+            if suspended:
+                log.info("deleting HPA %s/%s: the job is suspended", namespace, name)
+                await self.client.delete(HPA_API_VERSION, HPA_PLURAL, name, namespace)
+                return
+            if not semantically_equal(expected["spec"], current.get("spec") or {}):
+                log.info("updating HPA %s/%s", namespace, name)
+                expected["metadata"]["resourceVersion"] = meta(current).get("resourceVersion")
+                await self.client.replace(HPA_API_VERSION, HPA_PLURAL, expected)
+        except ApiError as err:
+            if not (err.conflict or err.not_found):
+                raise
