@@ -41,6 +41,8 @@ from typing import Any, NamedTuple
 import orjson
 import yaml
 
+from pilothouse.machinery import protowire
+
 JSON = "application/json"
 #: What the protobuf document is served as, whichever of its two names the client asked for.
 PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
@@ -90,8 +92,7 @@ def negotiate_v2(accept: str) -> str | None:
 
 
 # --- the wire -----------------------------------------------------------------------------
-
-_VARINT, _FIXED64, _BYTES = 0, 1, 2
+# Field writers over `machinery.protowire`, which owns the encoding itself.
 
 _Encoder = Callable[[Any], bytes]
 """A JSON value -> the body of the protobuf message it becomes."""
@@ -103,24 +104,6 @@ class _Field(NamedTuple):
 
     number: int
     write: Callable[[Any], bytes]
-
-
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1  # a negative int64 is its 64-bit two's complement
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _key(number: int, wire: int) -> bytes:
-    return _varint(number << 3 | wire)
-
-
-def _delimited(key: bytes, payload: bytes) -> bytes:
-    return key + _varint(len(payload)) + payload
 
 
 def _unencodable(what: str, value: Any) -> ValueError:
@@ -139,22 +122,19 @@ def _text(value: Any) -> str:
 
 
 def _string(number: int) -> _Field:
-    key = _key(number, _BYTES)
-
     def write(value: Any) -> bytes:
         text = _text(value)
-        return _delimited(key, text.encode()) if text else b""
+        return protowire.delimited(number, text.encode()) if text else b""
     return _Field(number, write)
 
 
 def _strings(number: int) -> _Field:
-    key = _key(number, _BYTES)
     return _Field(number, lambda values: b"".join(
-        _delimited(key, _text(v).encode()) for v in _sequence(values)))
+        protowire.delimited(number, _text(v).encode()) for v in _sequence(values)))
 
 
 def _bool(number: int) -> _Field:
-    key = _key(number, _VARINT)
+    key = protowire.key(number, protowire.VARINT)
 
     def write(value: Any) -> bytes:
         if not isinstance(value, bool):
@@ -164,7 +144,7 @@ def _bool(number: int) -> _Field:
 
 
 def _double(number: int) -> _Field:
-    key = _key(number, _FIXED64)
+    key = protowire.key(number, protowire.FIXED64)
 
     def write(value: Any) -> bytes:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -175,35 +155,31 @@ def _double(number: int) -> _Field:
 
 
 def _int64(number: int) -> _Field:
-    key = _key(number, _VARINT)
+    key = protowire.key(number, protowire.VARINT)
 
     def write(value: Any) -> bytes:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise _unencodable("a non-integer value of an integer field", value)
-        return key + _varint(value) if value else b""
+        return key + protowire.varint(value) if value else b""
     return _Field(number, write)
 
 
 def _message(number: int, encoder: _Encoder) -> _Field:
-    key = _key(number, _BYTES)
-    return _Field(number, lambda value: _delimited(key, encoder(value)))
+    return _Field(number, lambda value: protowire.delimited(number, encoder(value)))
 
 
 def _repeated(number: int, encoder: _Encoder) -> _Field:
-    key = _key(number, _BYTES)
     return _Field(number, lambda values: b"".join(
-        _delimited(key, encoder(v)) for v in _sequence(values)))
+        protowire.delimited(number, encoder(v)) for v in _sequence(values)))
 
 
 def _named(number: int, encoder: _Encoder) -> _Field:
     """A JSON object as repeated `Named*` pairs: {string name = 1; <message> value = 2}."""
-    key = _key(number, _BYTES)
     name = _string(1).write
-    value_key = _key(2, _BYTES)
     return _Field(number, lambda values: b"".join(
-        _delimited(key, name(k) + _delimited(value_key, encoder(v)))
+        protowire.delimited(number, name(k) + protowire.delimited(2, encoder(v)))
         for k, v in _mapping(values).items()))
 
 
@@ -290,7 +266,7 @@ def _items_item(value: Any) -> bytes:
 
 
 _ADDITIONAL_SCHEMA = _message(1, _schema)
-_ADDITIONAL_BOOLEAN = _key(2, _VARINT)
+_ADDITIONAL_BOOLEAN = protowire.key(2, protowire.VARINT)
 
 
 def _additional_properties(value: Any) -> bytes:
@@ -406,7 +382,8 @@ _BODY_PARAMETER = _message(1, _fields({
     "description": _string(1), "name": _string(2), "in": _string(3), "required": _bool(4),
     "schema": _message(5, _schema),
 }, extensions=6))
-_NON_BODY_PARAMETER = _key(2, _BYTES)
+#: Parameter's field number of its NonBodyParameter member.
+_NON_BODY_PARAMETER = 2
 _JSON_REFERENCE = _fields({"$ref": _string(1), "description": _string(2)})
 
 
@@ -419,7 +396,7 @@ def _parameter(value: Any) -> bytes:
     member = _NON_BODY.get(location)
     if member is None:
         raise _unencodable(f"a parameter in {location!r}", value)
-    return _delimited(_NON_BODY_PARAMETER, member.write(value))
+    return protowire.delimited(_NON_BODY_PARAMETER, member.write(value))
 
 
 _PARAMETERS_ITEM_PARAMETER = _message(1, _parameter)

@@ -14,23 +14,24 @@ zero value ("", 0, false, a zero Quantity or IntOrString) of a non-pointer `omit
 is dropped, as the JSON would have omitted it. Zero values of pointer fields (`replicas: 0`)
 and of fields without `omitempty` are kept, and a zero `metav1.Time` (JSON null) is dropped.
 Fields the tables do not know are skipped, as unknown JSON fields are.
+
+The wire format itself (varints, keys, field iteration) is `machinery.protowire`'s; bytes that
+are not protobuf at all, like bytes that do not fit the tables, are a 400 Bad Request.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 from pilothouse.apiserver.protobuf_types import KIND_MESSAGES, MESSAGES
-from pilothouse.machinery import errors
+from pilothouse.machinery import errors, protowire
 
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 MAGIC = b"k8s\x00"
 
-_VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
 _EPOCH = datetime(1970, 1, 1)
 _GO_ZERO_TIME = datetime(1, 1, 1)
 _OMIT = object()
@@ -41,11 +42,19 @@ def decode_protobuf(body: bytes) -> dict[str, Any]:
     body = bytes(body)
     if not body.startswith(MAGIC):
         raise _malformed("the body does not start with the protobuf magic prefix k8s\\x00")
+    try:
+        return _unknown(body[len(MAGIC) :])
+    except ValueError as exc:  # from protowire: the bytes are not protobuf
+        raise _malformed(str(exc)) from exc
+
+
+def _unknown(envelope: bytes) -> dict[str, Any]:
+    """The object a `runtime.Unknown` envelope carries, with its apiVersion and kind."""
     api_version = kind = encoding = ""
     raw = b""
-    for num, wire, value in _fields(body[len(MAGIC) :]):
+    for num, wire, value in protowire.iter_fields(envelope):
         if num == 1:
-            for tm_num, tm_wire, tm_value in _fields(_payload(wire, value)):
+            for tm_num, tm_wire, tm_value in protowire.iter_fields(_payload(wire, value)):
                 if tm_num == 1:
                     api_version = _string(tm_wire, tm_value)
                 elif tm_num == 2:
@@ -71,55 +80,15 @@ def _malformed(detail: str) -> errors.APIError:
     return errors.bad_request(f"unable to decode the protobuf body: {detail}")
 
 
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while pos < len(buf):
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise _malformed("a varint is longer than 10 bytes")
-    raise _malformed("truncated varint")
-
-
-def _fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
-    """Yield (field number, wire type, value) for each field of one message."""
-    pos = 0
-    while pos < len(buf):
-        key, pos = _varint(buf, pos)
-        num, wire = key >> 3, key & 7
-        if num == 0:
-            raise _malformed("field number 0")
-        if wire == _VARINT:
-            value, pos = _varint(buf, pos)
-            yield num, wire, value
-            continue
-        if wire == _BYTES:
-            size, pos = _varint(buf, pos)
-        elif wire == _FIXED64:
-            size = 8
-        elif wire == _FIXED32:
-            size = 4
-        else:
-            raise _malformed(f"unsupported wire type {wire} for field {num}")
-        if pos + size > len(buf):
-            raise _malformed(f"field {num} is truncated")
-        yield num, wire, buf[pos : pos + size]
-        pos += size
-
-
 def _payload(wire: int, value: int | bytes) -> bytes:
-    if wire != _BYTES:
+    if wire != protowire.BYTES:
         raise _malformed(f"expected a length-delimited field, got wire type {wire}")
     assert isinstance(value, bytes)
     return value
 
 
 def _number(wire: int, value: int | bytes) -> int:
-    if wire != _VARINT:
+    if wire != protowire.VARINT:
         raise _malformed(f"expected a varint field, got wire type {wire}")
     assert isinstance(value, int)
     return value - (1 << 64) if value >= 1 << 63 else value
@@ -135,7 +104,7 @@ def _string(wire: int, value: int | bytes) -> str:
 def _message(name: str, buf: bytes) -> dict[str, Any]:
     table = MESSAGES[name]
     out: dict[str, Any] = {}
-    for num, wire, value in _fields(buf):
+    for num, wire, value in protowire.iter_fields(buf):
         field = table.get(num)
         if field is None:
             continue
@@ -163,18 +132,18 @@ def _is_zero(kind: str, value: Any) -> bool:
 
 
 def _repeated(kind: str, element: str, wire: int, value: int | bytes) -> list[Any]:
-    if kind == "int" and wire == _BYTES:
+    if kind == "int" and wire == protowire.BYTES:
         packed, pos, values = _payload(wire, value), 0, []
         while pos < len(packed):
-            number, pos = _varint(packed, pos)
-            values.append(_number(_VARINT, number))
+            number, pos = protowire.read_varint(packed, pos)
+            values.append(_number(protowire.VARINT, number))
         return values
     return [_value(kind, element, wire, value)]
 
 
 def _map_entry(kind: str, element: str, entry: bytes) -> tuple[str, Any]:
-    key, wire, value = "", _BYTES, b""
-    for num, entry_wire, entry_value in _fields(entry):
+    key, wire, value = "", protowire.BYTES, b""
+    for num, entry_wire, entry_value in protowire.iter_fields(entry):
         if num == 1:
             key = _string(entry_wire, entry_value)
         elif num == 2:
@@ -197,13 +166,13 @@ def _value(kind: str, element: str, wire: int, value: int | bytes) -> Any:
     if kind in ("time", "microtime"):
         return _time(buf, micro=kind == "microtime")
     if kind == "quantity":
-        return next((_string(w, v) for n, w, v in _fields(buf) if n == 1), "0")
+        return next((_string(w, v) for n, w, v in protowire.iter_fields(buf) if n == 1), "0")
     if kind == "intorstring":
         return _int_or_string(buf)
     if kind == "json":
         return _raw_json(buf)
     if kind == "strings":
-        return [_string(w, v) for n, w, v in _fields(buf) if n == 1]
+        return [_string(w, v) for n, w, v in protowire.iter_fields(buf) if n == 1]
     raise AssertionError(f"unknown protobuf field kind {kind!r}")
 
 
@@ -211,7 +180,7 @@ def _time(buf: bytes, *, micro: bool) -> Any:
     if not buf:
         return _OMIT
     seconds = nanos = 0
-    for num, wire, value in _fields(buf):
+    for num, wire, value in protowire.iter_fields(buf):
         if num == 1:
             seconds = _number(wire, value)
         elif num == 2:
@@ -227,7 +196,7 @@ def _time(buf: bytes, *, micro: bool) -> Any:
 
 def _int_or_string(buf: bytes) -> int | str:
     is_string, int_val, str_val = False, 0, ""
-    for num, wire, value in _fields(buf):
+    for num, wire, value in protowire.iter_fields(buf):
         if num == 1:
             is_string = _number(wire, value) == 1
         elif num == 2:
@@ -238,7 +207,7 @@ def _int_or_string(buf: bytes) -> int | str:
 
 
 def _raw_json(buf: bytes) -> Any:
-    raw = next((_payload(w, v) for n, w, v in _fields(buf) if n == 1), b"")
+    raw = next((_payload(w, v) for n, w, v in protowire.iter_fields(buf) if n == 1), b"")
     if not raw:
         return _OMIT
     try:

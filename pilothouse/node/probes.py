@@ -64,6 +64,7 @@ import grpc
 from multidict import CIMultiDict
 from yarl import URL
 
+from ..machinery import protowire
 from .runtime.base import RuntimeFailure
 
 log = logging.getLogger(__name__)
@@ -342,51 +343,18 @@ async def _grpc(action: Mapping[str, Any], pod_ip: str, timeout: float,
 def encode_health_check_request(service: str) -> bytes:
     """HealthCheckRequest{string service = 1} in protobuf encoding."""
     data = service.encode()
-    return b"\x0a" + _varint(len(data)) + data if data else b""
+    return protowire.delimited(1, data) if data else b""
 
 
 def decode_health_check_response(data: bytes) -> int:
-    """The `status` (field 1, an enum) of a HealthCheckResponse; 0 (UNKNOWN) if absent."""
-    status, index = 0, 0
-    while index < len(data):
-        key, index = _read_varint(data, index)
-        number, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            value, index = _read_varint(data, index)
-            if number == 1:
-                status = value
-        elif wire_type == 1:
-            index += 8
-        elif wire_type == 2:
-            length, index = _read_varint(data, index)
-            index += length
-        elif wire_type == 5:
-            index += 4
-        else:
-            raise ValueError(f"HealthCheckResponse: unsupported wire type {wire_type}")
+    """The `status` (field 1, an enum) of a HealthCheckResponse; 0 (UNKNOWN) if absent.
+    Raises ValueError if `data` is not protobuf."""
+    status = 0
+    for number, wire_type, value in protowire.iter_fields(data):
+        if number == 1 and wire_type == protowire.VARINT:
+            assert isinstance(value, int)
+            status = value
     return status
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _read_varint(data: bytes, index: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if index >= len(data):
-            raise ValueError("HealthCheckResponse: truncated varint")
-        byte = data[index]
-        index += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, index
-        shift += 7
 
 
 # -- helpers the kubelet shares ------------------------------------------------------------

@@ -23,8 +23,8 @@ import yaml
 from pilothouse.apiserver import openapi
 from pilothouse.apiserver.openapi import OpenAPIDocuments
 from pilothouse.apiserver.openapi_protobuf import JSON, PROTOBUF, encode_document, negotiate_v2
-from pilothouse.apiserver.protobuf import _fields as wire_fields
 from pilothouse.apiserver.registry.resource import Resource
+from pilothouse.machinery.protowire import iter_fields
 from tests.inprocess import InProcessCluster, in_process_cluster
 
 # The messages of openapi.v2 that the served document uses. A `oneof` block marks a message
@@ -126,7 +126,7 @@ def decode(message: str, data: bytes) -> dict[str, Any]:
     """The fields of one message: {field name: value, or list of values if repeated}."""
     _, fields = MESSAGES[message]
     out: dict[str, Any] = {}
-    for number, wire, value in wire_fields(data):
+    for number, wire, value in iter_fields(data):
         name, type_, repeated = fields[number]  # an unknown field number fails here
         if type_ == "string":
             decoded: Any = value.decode()
