@@ -221,6 +221,30 @@ def get_json(cluster: Cluster, *args: str) -> dict[str, Any] | None:
     return json.loads(result.stdout)
 
 
+def wait_for_training_operator(cluster: Cluster, *plurals: str, webhooks: bool = False) -> None:
+    """`up` runs the training operator, which installs its CRDs and registers its validating
+    webhooks once it leads: wait until the CRDs of `plurals` ("pytorchjobs", ...) are
+    Established and, with `webhooks`, their kinds' webhooks are registered (MPIJob has none,
+    as in the real v1)."""
+    for plural in plurals:
+        wait_for(lambda plural=plural: cluster.kubectl(
+            "get", "crd", f"{plural}.kubeflow.org", check=False).returncode == 0,
+            f"the {plural} CRD", timeout=60)
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                    *(f"crd/{plural}.kubeflow.org" for plural in plurals), timeout=70)
+    if not webhooks:
+        return
+    wanted = {f"validator.{plural.removesuffix('s')}.training-operator.kubeflow.org"
+              for plural in plurals if plural != "mpijobs"}
+
+    def registered() -> bool:
+        config = get_json(cluster, "validatingwebhookconfiguration",
+                          "validator.training-operator.kubeflow.org") or {}
+        return wanted <= {hook["name"] for hook in config.get("webhooks") or []}
+
+    wait_for(registered, "the training operator's validating webhooks", timeout=30)
+
+
 def wait_pod(cluster: Cluster, namespace: str, name: str,
              check: Callable[[dict[str, Any]], Any], what: str, *,
              timeout: float = 30) -> dict[str, Any]:

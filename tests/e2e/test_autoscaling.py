@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 
-from .conftest import IMAGE, Cluster, get_json, wait_for
+from .conftest import IMAGE, Cluster, get_json, wait_for, wait_for_training_operator
 
 #: About a fifth of a core: busy 20 ms out of every 100 ms.
 BURN = """
@@ -82,11 +82,7 @@ def test_kubectl_autoscale_scales_a_busy_deployment(cluster: Cluster, ns: str) -
 
 
 def test_elastic_pytorchjob_gets_its_hpa(cluster: Cluster, ns: str) -> None:
-    wait_for(lambda: cluster.kubectl("get", "crd", "pytorchjobs.kubeflow.org",
-                                     check=False).returncode == 0,
-             "the PyTorchJob CRD", timeout=60)
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/pytorchjobs.kubeflow.org", timeout=70)
+    wait_for_training_operator(cluster, "pytorchjobs")
     job = {
         "apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
         "metadata": {"name": "elastic", "namespace": ns},

@@ -16,16 +16,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .conftest import IMAGE, Cluster, get_json, wait_for
+from .conftest import IMAGE, Cluster, get_json, wait_for, wait_for_training_operator
 
 SCRIPT = Path(__file__).parent / "assets" / "ddp_train.py"
 
 
 def test_an_elastic_pytorchjob_rendezvous_through_torchrun_and_trains(
         cluster: Cluster, ns: str) -> None:
-    wait_for(lambda: cluster.kubectl("get", "crd", "pytorchjobs.kubeflow.org",
-                                     check=False).returncode == 0,
-             "the PyTorchJob CRD", timeout=60)
+    wait_for_training_operator(cluster, "pytorchjobs")
     cluster.kubectl("create", "configmap", "elastic-code", "-n", ns,
                     f"--from-file=ddp_train.py={SCRIPT}")
     worker: dict[str, Any] = {"replicas": 2, "restartPolicy": "OnFailure", "template": {

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import Cluster, wait_for
+from .conftest import Cluster, wait_for_training_operator
 
 CONTAINER = """
             - name: {name}
@@ -202,16 +202,7 @@ MANIFESTS = {"pytorchjob": PYTORCH, "tfjob": TFJOB, "xgboostjob": XGBOOST,
 
 @pytest.fixture(scope="module")
 def training_crds(cluster: Cluster) -> None:
-    for kind in MANIFESTS:
-        wait_for(lambda kind=kind: cluster.kubectl("get", "crd", f"{kind}s.kubeflow.org",
-                                                   check=False).returncode == 0,
-                 f"the {kind} CRD", timeout=60)
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    *(f"crd/{kind}s.kubeflow.org" for kind in MANIFESTS), timeout=70)
-    wait_for(lambda: cluster.kubectl("get", "validatingwebhookconfiguration",
-                                     "validator.training-operator.kubeflow.org",
-                                     check=False).returncode == 0,
-             "the training operator's validating webhooks", timeout=30)
+    wait_for_training_operator(cluster, *(f"{kind}s" for kind in MANIFESTS), webhooks=True)
 
 
 @pytest.mark.parametrize("kind", sorted(MANIFESTS))

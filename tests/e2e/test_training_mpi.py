@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import IMAGE, Cluster, get_json, wait_for
+from .conftest import IMAGE, Cluster, get_json, wait_for, wait_for_training_operator
 
 SCRIPT = Path(__file__).parent / "assets" / "mpi_rank.py"
 MPIRUN_ARGS = ["-np", "2", "--allow-run-as-root", "-bind-to", "none", "-map-by", "slot",
@@ -47,11 +47,7 @@ WORKERS = 2
 @pytest.fixture
 def mpi_code(cluster: Cluster, ns: str) -> None:
     """The MPIJob CRD (the operator installs it once it leads) and the ranks' script."""
-    wait_for(lambda: cluster.kubectl("get", "crd", "mpijobs.kubeflow.org",
-                                     check=False).returncode == 0,
-             "the MPIJob CRD", timeout=60)
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/mpijobs.kubeflow.org", timeout=70)
+    wait_for_training_operator(cluster, "mpijobs")
     cluster.kubectl("create", "configmap", "mpi-code", "-n", ns,
                     f"--from-file=mpi_rank.py={SCRIPT}")
 

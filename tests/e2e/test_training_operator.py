@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import IMAGE, Cluster, get_json, wait_for
+from .conftest import IMAGE, Cluster, get_json, wait_for, wait_for_training_operator
 
 PEERS = """
 import json, os, socket, time
@@ -45,16 +45,7 @@ time.sleep(5)  # stay resolvable while the others look this pod up
 
 @pytest.fixture(scope="module")
 def training_operator(cluster: Cluster) -> None:
-    """`up` runs the operator, which installs its CRDs once it leads."""
-    wait_for(lambda: cluster.kubectl("get", "crd", "pytorchjobs.kubeflow.org",
-                                     check=False).returncode == 0,
-             "the PyTorchJob CRD", timeout=60)
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/pytorchjobs.kubeflow.org", timeout=70)
-    wait_for(lambda: cluster.kubectl("get", "validatingwebhookconfiguration",
-                                     "validator.training-operator.kubeflow.org",
-                                     check=False).returncode == 0,
-             "the training operator's validating webhooks", timeout=30)
+    wait_for_training_operator(cluster, "pytorchjobs", "mpijobs", webhooks=True)
 
 
 def replica(command: list[str], replicas: int, *, pod: dict[str, Any] | None = None,

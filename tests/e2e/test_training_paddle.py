@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from .conftest import IMAGE, Cluster, get_json, wait_for
+from .conftest import IMAGE, Cluster, get_json, wait_for, wait_for_training_operator
 
 PROGRAM = """
 import json, os, socket, time
@@ -98,24 +98,8 @@ spec:
 """
 
 
-def wait_crd(cluster: Cluster) -> None:
-    """`up` runs the operator, which installs its CRDs and webhooks once it leads."""
-    wait_for(lambda: cluster.kubectl("get", "crd", "paddlejobs.kubeflow.org",
-                                     check=False).returncode == 0, "the PaddleJob CRD", timeout=60)
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/paddlejobs.kubeflow.org", timeout=70)
-
-    def registered() -> bool:
-        config = get_json(cluster, "validatingwebhookconfiguration",
-                          "validator.training-operator.kubeflow.org") or {}
-        return any(hook["name"] == "validator.paddlejob.training-operator.kubeflow.org"
-                   for hook in config.get("webhooks") or [])
-
-    wait_for(registered, "the PaddleJob validating webhook", timeout=30)
-
-
 def test_the_v1_9_example_finds_its_master_and_succeeds(cluster: Cluster, ns: str) -> None:
-    wait_crd(cluster)
+    wait_for_training_operator(cluster, "paddlejobs", webhooks=True)
     name = "paddle-simple-cpu"
     cluster.kubectl("apply", "-f", "-", input=SIMPLE.format(
         namespace=ns, image=IMAGE, program=json.dumps(PROGRAM)))
@@ -147,7 +131,7 @@ def test_the_v1_9_example_finds_its_master_and_succeeds(cluster: Cluster, ns: st
 
 
 def test_kubectl_gets_a_422_naming_every_cause(cluster: Cluster, ns: str) -> None:
-    wait_crd(cluster)
+    wait_for_training_operator(cluster, "paddlejobs", webhooks=True)
     result = cluster.kubectl("apply", "-v=6", "-f", "-",
                              input=BAD.format(namespace=ns, image=IMAGE), check=False)
     assert result.returncode == 1, result

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from .conftest import IMAGE, Cluster, get_json, wait_for
+from .conftest import IMAGE, Cluster, get_json, wait_for, wait_for_training_operator
 
 PROGRAM = """
 import json, os, socket, time
@@ -37,10 +37,7 @@ def replica(replicas: int) -> dict:
 
 
 def test_a_tfjob_gets_a_tf_config_naming_every_peer(cluster: Cluster, ns: str) -> None:
-    wait_for(lambda: cluster.kubectl("get", "crd", "tfjobs.kubeflow.org",
-                                     check=False).returncode == 0, "the TFJob CRD", timeout=60)
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/tfjobs.kubeflow.org", timeout=70)
+    wait_for_training_operator(cluster, "tfjobs")
     job = {"apiVersion": "kubeflow.org/v1", "kind": "TFJob",
            "metadata": {"name": "dist", "namespace": ns},
            "spec": {"tfReplicaSpecs": {"PS": replica(1), "Worker": replica(2)}}}
