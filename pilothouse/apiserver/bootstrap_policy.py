@@ -512,7 +512,8 @@ def _controller_roles() -> dict[str, list[dict[str, list[str]]]]:
 def _kubeflow_operators_rules() -> list[dict[str, list[str]]]:
     # What the training operator does and nothing more: install and update its CRDs, read
     # its jobs, write their status, delete them after ttlSecondsAfterFinished; keep one pod
-    # and one headless Service per replica and a PodGroup per gang-scheduled job; record
+    # and one headless Service per replica (patched to adopt orphans and release strays)
+    # and a PodGroup per gang-scheduled job; record
     # Events (created, then their counts patched); hold its leader lease; register its
     # validating webhooks (and remove them when run without). For MPIJobs, a ConfigMap
     # (hostfile, kubexec.sh) and the launcher's ServiceAccount, Role and RoleBinding; the
@@ -531,7 +532,7 @@ def _kubeflow_operators_rules() -> list[dict[str, list[str]]]:
               ["validatingwebhookconfigurations"]),
         _rule(["delete", "get", "list", "watch"], ["kubeflow.org"], jobs),
         _rule(["get", "patch", "update"], ["kubeflow.org"], [f"{j}/status" for j in jobs]),
-        _rule(["create", "delete", "get", "list", "watch"], [""], ["pods", "services"]),
+        _rule(["create", "delete", "get", "list", "patch", "watch"], [""], ["pods", "services"]),
         _rule(["create", "get"], [""], ["pods/exec"]),
         _rule(["create", "get", "list", "update", "watch"], [""], ["configmaps"]),
         _rule(["create"], [""], ["secrets"]),

@@ -1,11 +1,11 @@
 """What the workload controllers (ReplicaSet, Deployment, ...) share.
 
-Pods from a template, controller references (who owns what, adopting orphans that match
-a selector and releasing children that no longer do, as client-go's ControllerRefManager),
-pod readiness and availability, expectations (so a controller never acts twice on a
-cache that has not caught up with its own writes), slow-start batches, int-or-percent
-arithmetic and status conditions. Pure functions over plain dicts, plus the few API
-calls that adoption needs; nothing here knows about one particular kind.
+Pods from a template, the would-be owners of an orphan, pod readiness and availability,
+expectations (so a controller never acts twice on a cache that has not caught up with its
+own writes), slow-start batches, int-or-percent arithmetic and status conditions. Pure
+functions over plain dicts; nothing here knows about one particular kind. Controller
+references and claiming (adopting orphans, releasing strays) are the client's
+(`client.ownership`), since the Kubeflow operators claim their children the same way.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..client import ApiError, Client, Informer, object_key
+from ..client import ApiError, Informer, object_key
 from ..machinery.meta import parse_time, rfc3339
-from ..machinery.selectors import LabelSelector, label_selector_from_dict
+from ..machinery.selectors import label_selector_from_dict
 
 #: How long a controller waits for the cache to show its own creates and deletes before
 #: it stops trusting its expectations (client-go's ExpectationsTimeout).
@@ -50,20 +50,6 @@ def selecting_owners(owners: Informer, namespace: str,
         if not selector.empty and selector.matches(labels):
             keys.append(object_key(owner))
     return keys
-
-
-def controller_of(obj: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The ownerReference with `controller: true`, if any."""
-    for ref in meta(obj).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return ref
-    return None
-
-
-def controller_ref(owner: Mapping[str, Any], *, api_version: str, kind: str) -> dict[str, Any]:
-    """The controller reference a child carries (metav1.NewControllerRef)."""
-    return {"apiVersion": api_version, "kind": kind, "name": meta(owner)["name"],
-            "uid": meta(owner)["uid"], "controller": True, "blockOwnerDeletion": True}
 
 
 def with_kind(obj: Mapping[str, Any], *, api_version: str, kind: str) -> dict[str, Any]:
@@ -127,96 +113,6 @@ def is_pod_available(pod: Mapping[str, Any], min_ready_seconds: int, now: dateti
         return True
     since = pod_ready_since(pod)
     return since is not None and since.timestamp() + min_ready_seconds <= now.timestamp()
-
-
-# -- controller references -------------------------------------------------------------
-
-
-@dataclass
-class Claims:
-    """What a controller does with the candidates for its selector."""
-
-    owned: list[dict[str, Any]] = field(default_factory=list)
-    adopt: list[dict[str, Any]] = field(default_factory=list)
-    release: list[dict[str, Any]] = field(default_factory=list)
-
-
-def classify_claims(owner: Mapping[str, Any], selector: LabelSelector,
-                    candidates: Iterable[dict[str, Any]]) -> Claims:
-    """Sort candidates as ControllerRefManager.ClaimObject does.
-
-    Ours and matching: owned. Ours, not matching: release (unless the owner is being
-    deleted). Someone else's: ignored. An orphan that matches and is not being deleted:
-    adopt (unless the owner is being deleted).
-    """
-    uid = meta(owner).get("uid")
-    owner_deleting = bool(meta(owner).get("deletionTimestamp"))
-    claims = Claims()
-    for obj in candidates:
-        ref = controller_of(obj)
-        matches = selector.matches(meta(obj).get("labels") or {})
-        if ref is not None:
-            if ref.get("uid") != uid:
-                continue
-            if matches:
-                claims.owned.append(obj)
-            elif not owner_deleting:
-                claims.release.append(obj)
-            continue
-        if owner_deleting or not matches or meta(obj).get("deletionTimestamp"):
-            continue
-        claims.adopt.append(obj)
-    return claims
-
-
-async def claim(client: Client, *, api_version: str, plural: str, owner: Mapping[str, Any],
-                owner_ref: Mapping[str, Any], claims: Claims,
-                can_adopt: Callable[[], Awaitable[bool]]) -> list[dict[str, Any]]:
-    """Adopt and release through the API; return what the owner now controls.
-
-    Adoption first checks `can_adopt` (a fresh read of the owner: same uid, not being
-    deleted), so a stale cache never adopts into an owner that is gone.
-    """
-    owned = list(claims.owned)
-    if claims.adopt and await can_adopt():
-        for obj in claims.adopt:
-            patch = {"metadata": {"ownerReferences": [dict(owner_ref)],
-                                  "uid": meta(obj)["uid"]}}
-            adopted = await _patch_ignoring_gone(client, api_version, plural, obj, patch)
-            if adopted is not None:
-                owned.append(adopted)
-    for obj in claims.release:
-        patch = {"metadata": {"ownerReferences": [{"$patch": "delete",
-                                                   "uid": owner_ref["uid"]}],
-                              "uid": meta(obj)["uid"]}}
-        await _patch_ignoring_gone(client, api_version, plural, obj, patch)
-    return owned
-
-
-async def _patch_ignoring_gone(client: Client, api_version: str, plural: str,
-                               obj: Mapping[str, Any], patch: dict[str, Any]
-                               ) -> dict[str, Any] | None:
-    try:
-        return await client.patch(api_version, plural, meta(obj)["name"], patch,
-                                  meta(obj).get("namespace"), patch_type="strategic")
-    except ApiError as err:
-        if err.not_found:
-            return None
-        raise
-
-
-async def fresh_owner_check(client: Client, *, api_version: str, plural: str,
-                            owner: Mapping[str, Any]) -> bool:
-    """True if the live owner is the one we cached (same uid) and is not being deleted."""
-    try:
-        live = await client.get(api_version, plural, meta(owner)["name"],
-                                meta(owner).get("namespace"))
-    except ApiError as err:
-        if err.not_found:
-            return False
-        raise
-    return meta(live).get("uid") == meta(owner).get("uid") and not meta(live).get(
-        "deletionTimestamp")
 
 
 # -- expectations ----------------------------------------------------------------------

@@ -30,10 +30,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
-from ..client import ApiError, Controller, Informer
+from ..client import ApiError, Controller, Informer, controller_of, controller_ref
 from ..machinery.meta import now as utc_now
 from ..machinery.meta import parse_time, rfc3339
-from ._workloads import controller_of, controller_ref, with_kind
+from ._workloads import with_kind
 from .job import JOB_API_VERSION, finished_condition
 
 log = logging.getLogger(__name__)

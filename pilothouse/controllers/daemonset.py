@@ -29,16 +29,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..client import ApiError, Controller, object_key, split_key
-from ..machinery.selectors import label_selector_from_dict, node_selector_term_matches
-from ._workloads import (
-    Expectations,
+from ..client import (
+    ApiError,
+    Controller,
     claim,
     classify_claims,
     controller_of,
     controller_ref,
-    error_message,
     fresh_owner_check,
+    object_key,
+    split_key,
+)
+from ..machinery.selectors import label_selector_from_dict, node_selector_term_matches
+from ._workloads import (
+    Expectations,
+    error_message,
     int_or_percent,
     is_pod_available,
     is_pod_ready,

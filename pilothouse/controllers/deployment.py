@@ -31,17 +31,21 @@ from typing import Any
 
 import orjson
 
-from ..client import ApiError, Controller, object_key
-from ..machinery.meta import now as utcnow
-from ..machinery.meta import parse_time
-from ..machinery.selectors import label_selector_from_dict
-from ._workloads import (
+from ..client import (
+    ApiError,
+    Controller,
     claim,
     classify_claims,
     controller_of,
     controller_ref,
-    error_message,
     fresh_owner_check,
+    object_key,
+)
+from ..machinery.meta import now as utcnow
+from ..machinery.meta import parse_time
+from ..machinery.selectors import label_selector_from_dict
+from ._workloads import (
+    error_message,
     get_condition,
     int_or_percent,
     is_pod_active,

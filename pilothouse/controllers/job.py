@@ -30,13 +30,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..client import ApiError, Controller, Informer, split_key
+from ..client import ApiError, Controller, Informer, controller_of, controller_ref, split_key
 from ..machinery.meta import now as utc_now
 from ..machinery.meta import parse_time, rfc3339
 from ._workloads import (
     Expectations,
-    controller_of,
-    controller_ref,
     is_pod_active,
     is_pod_ready,
     meta,

@@ -22,18 +22,22 @@ from datetime import datetime
 from functools import cmp_to_key
 from typing import Any
 
-from ..client import ApiError, Controller, object_key
+from ..client import (
+    ApiError,
+    Controller,
+    claim,
+    classify_claims,
+    controller_of,
+    controller_ref,
+    fresh_owner_check,
+    object_key,
+)
 from ..machinery.meta import now as utcnow
 from ..machinery.meta import parse_time
 from ..machinery.selectors import label_selector_from_dict
 from ._workloads import (
     Expectations,
-    claim,
-    classify_claims,
-    controller_of,
-    controller_ref,
     error_message,
-    fresh_owner_check,
     get_condition,
     is_pod_active,
     is_pod_available,

@@ -33,20 +33,19 @@ from typing import Any
 
 import orjson
 
-from ..client import ApiError, Client, Controller, split_key
-from ..machinery.selectors import label_selector_from_dict
-from ._workloads import (
+from ..client import (
+    ApiError,
+    Client,
+    Controller,
     claim,
     classify_claims,
     controller_of,
     controller_ref,
     fresh_owner_check,
-    is_pod_available,
-    is_pod_ready,
-    meta,
-    omit_zero,
-    pod_from_template,
+    split_key,
 )
+from ..machinery.selectors import label_selector_from_dict
+from ._workloads import is_pod_available, is_pod_ready, meta, omit_zero, pod_from_template
 
 API_VERSION = "apps/v1"
 KIND = "StatefulSet"

@@ -306,6 +306,7 @@ def test_platform_components_have_what_they_need_and_no_more(authz):
     assert can(authz, operators, "update", "pytorchjobs", "a", group="kubeflow.org",
                subresource="status")
     assert can(authz, operators, "create", "services", "a")
+    assert can(authz, operators, "patch", "pods", "a")  # adopting and releasing
     assert can(authz, operators, "list", "namespaces")
     assert not can(authz, operators, "delete", "namespaces", name="a")
     assert not can(authz, operators, "get", "secrets", "a")  # but its webhook's own

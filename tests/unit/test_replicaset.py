@@ -6,10 +6,9 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pilothouse.client import ApiError
+from pilothouse.client import ApiError, classify_claims
 from pilothouse.controllers._workloads import (
     Expectations,
-    classify_claims,
     int_or_percent,
     is_pod_available,
     pod_from_template,

@@ -709,3 +709,159 @@ def test_an_mpijob_gets_its_hostfile_rbac_and_pods_and_succeeds_with_its_launche
                     "MPIJobRunning", "MPIJobSucceeded"} <= set(reasons)
 
     cluster.run(scenario())
+
+
+def labelled(kind: str, job: str, rtype: str, index: int, *, name: str | None = None,
+             owner: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A pod or headless Service labelled as replica `rtype` `index` of PyTorchJob `job`
+    (what the operator makes, as another job of that name left it behind)."""
+    labels = {"training.kubeflow.org/job-name": job,
+              "training.kubeflow.org/operator-name": "pytorchjob-controller",
+              "training.kubeflow.org/replica-type": rtype, "training.kubeflow.org/replica-index":
+              str(index)}
+    metadata: dict[str, Any] = {"name": name or f"{job}-{rtype}-{index}", "namespace": NS,
+                                "labels": labels}
+    if owner is not None:
+        metadata["ownerReferences"] = [owner]
+    if kind == "Pod":
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
+                "spec": {"containers": [container()]}}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata,
+            "spec": {"clusterIP": "None", "selector": labels,
+                     "ports": [{"name": "pytorchjob-port", "port": 23456}]}}
+
+
+def controller_uid(obj: dict[str, Any] | None) -> str | None:
+    return next((ref["uid"] for ref in (obj or {}).get("metadata", {}).get(
+        "ownerReferences") or [] if ref.get("controller")), None)
+
+
+async def get_or_none(admin: Client, plural: str, name: str) -> dict[str, Any] | None:
+    try:
+        return await admin.get("v1", plural, name, NS)
+    except ApiError as err:
+        if err.not_found:
+            return None
+        raise
+
+
+def test_a_job_adopts_its_orphans_ignores_others_and_releases_what_is_relabelled(
+        cluster: InProcessCluster, kubeconfigs: dict[str, Path], operator: None) -> None:
+    """As ClaimPods and ClaimServices: pods and Services labelled as the job's and owned by
+    nobody become its own (same uids, nothing made twice); one labelled as its own but
+    controlled by another owner is not counted; one the job controls whose labels name
+    another job is released, and replaced once it is gone (it holds the replica's name)."""
+    async def scenario() -> None:
+        async with admin_client(kubeconfigs) as admin:
+            master = await admin.create("v1", "pods", labelled("Pod", "claim", "master", 0), NS)
+            worker = await admin.create("v1", "pods", labelled("Pod", "claim", "worker", 0), NS)
+            service = await admin.create("v1", "services",
+                                         labelled("Service", "claim", "master", 0), NS)
+            other_owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": "someone",
+                           "uid": "3f0b9c1e-0000-4000-8000-000000000001", "controller": True}
+            theirs = await admin.create("v1", "pods", labelled(
+                "Pod", "claim", "worker", 1, name="theirs", owner=other_owner), NS)
+
+            job = await admin.create(V1, "pytorchjobs", pytorchjob("claim", workers=2), NS)
+            uid = job["metadata"]["uid"]
+            pods = await wait_pods(admin, "claim", 4)  # the three above and claim-worker-1
+
+            async def adopted() -> bool:
+                pods = await job_pods(admin, "claim")
+                svc = await get_or_none(admin, "services", "claim-master-0")
+                return all(controller_uid(pods.get(name)) == uid for name in (
+                    "claim-master-0", "claim-worker-0", "claim-worker-1")) and \
+                    controller_uid(svc) == uid
+            await eventually(adopted)
+            pods = await job_pods(admin, "claim")
+            assert pods["claim-master-0"]["metadata"]["uid"] == master["metadata"]["uid"]
+            assert pods["claim-worker-0"]["metadata"]["uid"] == worker["metadata"]["uid"]
+            [ref] = pods["claim-master-0"]["metadata"]["ownerReferences"]
+            assert ref == {"apiVersion": V1, "kind": "PyTorchJob", "name": "claim", "uid": uid,
+                           "controller": True, "blockOwnerDeletion": True}
+            assert (await get_or_none(admin, "services", "claim-master-0"))["metadata"][
+                "uid"] == service["metadata"]["uid"]
+            assert pods["theirs"]["metadata"]["ownerReferences"] == [other_owner]
+            assert pods["theirs"]["metadata"]["resourceVersion"] == \
+                theirs["metadata"]["resourceVersion"]
+            items, _ = await admin.list_all("v1", "events", NS)
+            created = sorted(e["message"] for e in items if e["involvedObject"].get("uid") == uid
+                             and e["reason"] == "SuccessfulCreatePod")
+            assert created == ["Created pod: claim-worker-1"]
+
+            await admin.patch("v1", "pods", "claim-worker-0", {"metadata": {"labels": {
+                "training.kubeflow.org/job-name": "someone-else"}}}, NS)
+
+            async def released() -> dict[str, Any] | None:
+                pod = await get_or_none(admin, "pods", "claim-worker-0")
+                return pod if pod is not None and not pod["metadata"].get(
+                    "ownerReferences") else None
+            stray = await eventually(released)
+            assert stray["metadata"]["uid"] == worker["metadata"]["uid"]
+            await admin.delete("v1", "pods", "claim-worker-0", NS)
+
+            async def replaced() -> dict[str, Any] | None:
+                pod = (await job_pods(admin, "claim")).get("claim-worker-0")
+                return pod if pod is not None and pod["metadata"]["uid"] != \
+                    worker["metadata"]["uid"] else None
+            again = await eventually(replaced)
+            assert controller_uid(again) == uid
+            await admin.delete(V1, "pytorchjobs", "claim", NS)
+            await admin.delete("v1", "pods", "theirs", NS)
+
+    cluster.run(scenario())
+
+
+def test_a_job_deleted_orphaning_its_pods_is_left_alone_and_its_successor_adopts_them(
+        cluster: InProcessCluster, kubeconfigs: dict[str, Path], operator: None) -> None:
+    """`--cascade=orphan`: while the job is being deleted the operator makes nothing (no
+    garbage collector runs here, so the test plays it); the job applied again takes the
+    pods left behind and makes only what is missing."""
+    async def scenario() -> None:
+        async with admin_client(kubeconfigs) as admin:
+            first = await admin.create(V1, "pytorchjobs", pytorchjob("again", workers=1), NS)
+            pods = await wait_pods(admin, "again", 2)
+            await admin.delete(V1, "pytorchjobs", "again", NS, propagation_policy="Orphan")
+            going = await get_job(admin, "again")
+            assert going["metadata"]["deletionTimestamp"] and \
+                going["metadata"]["finalizers"] == ["orphan"]
+            await admin.delete("v1", "pods", "again-worker-0", NS)
+            await asyncio.sleep(1.5)  # more than one sync of a job that would remake it
+            assert set(await job_pods(admin, "again")) == {"again-master-0"}
+
+            selector = "training.kubeflow.org/job-name=again"
+            services, _ = await admin.list_all("v1", "services", NS, label_selector=selector)
+            assert len(services) == 2
+            for plural, name in [("pods", "again-master-0"),  # the collector's orphaning
+                                 *(("services", s["metadata"]["name"]) for s in services)]:
+                await admin.patch("v1", plural, name, {"metadata": {"ownerReferences": None}},
+                                  NS)
+            await admin.patch(V1, "pytorchjobs", "again", {"metadata": {"finalizers": None}},
+                              NS)
+            assert await get_job(admin, "again") is None
+
+            second = await admin.create(V1, "pytorchjobs", pytorchjob("again", workers=1), NS)
+            assert second["metadata"]["uid"] != first["metadata"]["uid"]
+
+            async def carried_on() -> dict[str, dict[str, Any]] | None:
+                now = await job_pods(admin, "again")
+                return now if len(now) == 2 and all(
+                    controller_uid(p) == second["metadata"]["uid"] for p in now.values()) \
+                    else None
+            now = await eventually(carried_on)
+            assert now["again-master-0"]["metadata"]["uid"] == \
+                pods["again-master-0"]["metadata"]["uid"]
+            assert now["again-worker-0"]["metadata"]["uid"] != \
+                pods["again-worker-0"]["metadata"]["uid"]
+
+            async def services_adopted() -> bool:
+                items, _ = await admin.list_all("v1", "services", NS, label_selector=selector)
+                return len(items) == 2 and all(
+                    controller_uid(s) == second["metadata"]["uid"] for s in items)
+            await eventually(services_adopted)
+            items, _ = await admin.list_all("v1", "services", NS, label_selector=selector)
+            assert {s["metadata"]["uid"] for s in items} == {
+                s["metadata"]["uid"] for s in services}
+            await admin.delete(V1, "pytorchjobs", "again", NS)
+
+    cluster.run(scenario())

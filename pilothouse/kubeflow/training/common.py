@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ...client import controller_ref
 from ...machinery.meta import parse_time, rfc3339
 from .crds import API_VERSION, JobKind
 
@@ -431,8 +432,8 @@ def ttl_left(policy: Mapping[str, Any], status: Mapping[str, Any],
 
 
 def owner_reference(job: Mapping[str, Any], kind: str) -> dict[str, Any]:
-    return {"apiVersion": API_VERSION, "kind": kind, "name": meta(job)["name"],
-            "uid": meta(job)["uid"], "controller": True, "blockOwnerDeletion": True}
+    """The controller reference a job's children carry."""
+    return controller_ref(job, api_version=API_VERSION, kind=kind)
 
 
 def new_service(job: Mapping[str, Any], framework: Framework, rtype: str,

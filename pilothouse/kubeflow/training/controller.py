@@ -10,6 +10,19 @@ A framework may keep more objects before the pods (`reconcile_dependents`: MPIJo
 ConfigMap and launcher RBAC), name its pods, say which replica types get Services and in
 which order types are created (its `Framework`).
 
+A job's pods and Services are those it claims, as the common GetPodsForJob and
+GetServicesForJob do through a ControllerRefManager (`client.ownership`): of the objects
+labelled with its job-name and operator-name (GenLabels) and those it controls, it keeps
+its own, adopts orphans (after a fresh read of the job: same uid, not being deleted),
+releases children whose labels no longer match and ignores other owners' children. So a
+job deleted with `--cascade=orphan` and applied again carries on with the pods and Services
+left behind. (The release-1.9 framework reconcilers keep only the pods a job already
+controls, so there an orphan's name blocks the new job's pod.) A released pod still holds
+its replica's name: the job makes the replacement once it is gone. An orphan's events wake
+the job its labels name; a job being deleted is not reconciled, as real, so it makes
+nothing while the garbage collector orphans or deletes its children. The PodGroup and
+MPIJob's ConfigMap and RBAC are found by name and never adopted, as real.
+
 Pods are recreated at most once per failure: a pod the controller asked to delete is
 remembered by uid until the cache shows it gone. The count of pods recreated, kept for
 backoffLimit, lives in memory, as the real operator's requeue count does; so does which
@@ -25,16 +38,27 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from ...client import ApiError, Controller, Informer
+from ...client import (
+    ApiError,
+    Controller,
+    Informer,
+    claim,
+    classify_claims,
+    controller_of,
+    fresh_owner_check,
+)
 from ...machinery.meta import now as utc_now
 from ...machinery.meta import rfc3339
+from ...machinery.selectors import label_selector_from_dict
 from .common import (
     CREATED,
     FAILED,
     FAILED_VALIDATION,
+    JOB_NAME_LABEL,
     KUBEFLOW_JOBS_CONTROLLER,
     NAME_BUSY_SECONDS,
     NO_EXIT_CODE,
+    OPERATOR_NAME_LABEL,
     POD_GROUP_API_VERSION,
     POD_GROUP_PLURAL,
     POD_GROUP_RETRY_SECONDS,
@@ -62,6 +86,7 @@ from .common import (
     new_service,
     of_replica_type,
     on_failed_pod,
+    owner_reference,
     past_backoff_limit,
     phase,
     pods_to_clean,
@@ -123,27 +148,50 @@ class TrainingJobController(Controller):
         self.enqueue_handler(old, new)
 
     def _on_child(self, old: dict | None, new: dict | None) -> None:
-        obj = new if new is not None else old
-        if obj is None:
-            return
-        for ref in meta(obj).get("ownerReferences") or []:
-            if ref.get("controller") and ref.get("kind") == self.kind_name and \
-                    ref.get("apiVersion") == API_VERSION:
-                self.queue.add(f"{meta(obj).get('namespace')}/{ref.get('name')}")
-        if new is None:
+        for obj in (old, new):  # before and after: a changed controller or label wakes both
+            key = self._claimant(obj) if obj is not None else None
+            if key is not None:
+                self.queue.add(key)
+        if new is None and old is not None:
             for pending in self._deleting.values():
-                pending.discard(meta(obj).get("uid", ""))
-            self._start_problems.pop(meta(obj).get("uid", ""), None)
+                pending.discard(meta(old).get("uid", ""))
+            self._start_problems.pop(meta(old).get("uid", ""), None)
 
-    def _owned(self, informer: Informer, job: Mapping[str, Any]) -> list[dict[str, Any]]:
-        namespace = meta(job).get("namespace")
-        return [o for o in informer.by_index("owner", meta(job)["uid"])
-                if meta(o).get("namespace") == namespace]
+    def _claimant(self, obj: Mapping[str, Any]) -> str | None:
+        """The key of the job that may claim `obj`: its controller, if one of this kind;
+        for an orphan, the job its labels name, if they name this operator."""
+        ref = controller_of(obj)
+        if ref is not None:
+            ours = ref.get("kind") == self.kind_name and ref.get("apiVersion") == API_VERSION
+            name = ref.get("name") if ours else None
+        else:
+            labels = meta(obj).get("labels") or {}
+            name = labels.get(JOB_NAME_LABEL) if labels.get(
+                OPERATOR_NAME_LABEL) == self.framework.controller_name else None
+        return f"{meta(obj).get('namespace')}/{name}" if name else None
+
+    async def _claim(self, informer: Informer, plural: str,
+                     job: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The job's pods or Services: of those labelled as its own and those it controls,
+        what it keeps and adopts, having released its children that are labelled otherwise
+        (the real ClaimPods and ClaimServices)."""
+        namespace, uid = meta(job).get("namespace"), meta(job)["uid"]
+        labels = job_labels(self.framework.controller_name, meta(job)["name"])
+        candidates = {meta(o).get("uid"): o for o in (
+            *informer.by_index("label", f"{JOB_NAME_LABEL}={labels[JOB_NAME_LABEL]}"),
+            *informer.by_index("owner", uid)) if meta(o).get("namespace") == namespace}
+        claims = classify_claims(job, label_selector_from_dict({"matchLabels": labels}),
+                                 candidates.values())
+        return await claim(
+            self.client, api_version="v1", plural=plural, owner=job,
+            owner_ref=owner_reference(job, self.kind_name), claims=claims,
+            can_adopt=lambda: fresh_owner_check(self.client, api_version=API_VERSION,
+                                                plural=self.framework.kind.plural, owner=job))
 
     async def reconcile(self, key: str) -> float | None:
         cached = self.jobs.get(key)
-        if cached is None or run_policy(cached).get("managedBy") not in (
-                None, KUBEFLOW_JOBS_CONTROLLER):
+        if cached is None or meta(cached).get("deletionTimestamp") or run_policy(cached).get(
+                "managedBy") not in (None, KUBEFLOW_JOBS_CONTROLLER):
             return None
         job = copy.deepcopy(cached)
         job["apiVersion"], job["kind"] = API_VERSION, self.kind_name
@@ -172,8 +220,8 @@ class TrainingJobController(Controller):
         kind, name, uid = self.kind_name, meta(job)["name"], meta(job)["uid"]
         policy = run_policy(job)
         specs = replica_specs(job, self.framework.kind)
-        pods = self._owned(self.pods, job)
-        services = self._owned(self.services, job)
+        pods = await self._claim(self.pods, "pods", job)
+        services = await self._claim(self.services, "services", job)
         if is_failed(status) and (get_condition(status, FAILED) or {}).get("reason") == reason(
                 kind, FAILED_VALIDATION):
             return None
