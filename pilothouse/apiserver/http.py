@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
+import email.utils
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -46,7 +48,8 @@ from ..machinery.selectors import (
 from .authn import Authenticator
 from .discovery import Discovery, version_info
 from .openapi import OpenAPIDocuments
-from .openapi_protobuf import negotiate_v2
+from .openapi_protobuf import JSON as OPENAPI_JSON
+from .openapi_protobuf import V3_SERVED, negotiate, negotiate_v2
 from .printers import build_table, table_spec_for
 from .protobuf import CONTENT_TYPE as PROTOBUF
 from .protobuf import decode_protobuf
@@ -300,7 +303,7 @@ class APIServerApp:
             # Off the event loop: the first request after a CRD change encodes ~1 MB.
             return await asyncio.to_thread(self._openapi_v2, request)
         if path.startswith("/openapi/"):
-            return self._openapi(path)
+            return self._openapi_v3(request, path)
         doc = self.discovery.document(path)
         if doc is not None:
             return Response(200, doc)
@@ -326,14 +329,36 @@ class APIServerApp:
             body = self.openapi.v2_protobuf()
         return Response(200, body, content_type, headers)
 
-    def _openapi(self, path: str) -> Response:
+    def _openapi_v3(self, request: Request, path: str) -> Response:
+        """`/openapi/v3` and its group-version documents as kube-openapi's handler3 serves
+        them: JSON (406 for a client that takes nothing else), an ETag that is the hash the
+        root advertises, 304 for a matching If-None-Match; with `?hash=`, a stale hash is
+        redirected (301) to the current one and a current one is cacheable for a year."""
         if path == "/openapi/v3":
             return Response(200, orjson.dumps(self.openapi.v3_root()))
-        found = self.openapi.v3_group_version_bytes(path[len("/openapi/v3/"):])
+        group_version = path[len("/openapi/v3/"):]
+        found = self.openapi.v3_group_version_bytes(group_version)
         if found is None:
             raise errors.path_not_found(path)
+        vary = (b"vary", b"Accept")
+        if negotiate(request.headers.get("accept", ""), V3_SERVED) is None:
+            return Response(406, b"", "text/plain; charset=utf-8", headers=[vary])
         body, etag = found
-        return Response(200, body, headers=[(b"etag", f'"{etag}"'.encode())])
+        headers = [vary, (b"etag", f'"{etag}"'.encode())]
+        wanted = request.param("hash")
+        if wanted and wanted != etag:
+            location = f"/openapi/v3/{group_version}?hash={etag}"
+            return Response(301, b"", "text/plain; charset=utf-8",
+                            [*headers, (b"location", location.encode())])
+        if wanted:
+            expires = email.utils.format_datetime(
+                datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=365),
+                usegmt=True)
+            headers += [(b"cache-control", b"public, immutable"),
+                        (b"expires", expires.encode())]
+        if _etag_matches(request.headers.get("if-none-match", ""), etag):
+            return Response(304, b"", OPENAPI_JSON, headers)
+        return Response(200, body, OPENAPI_JSON, headers)
 
     # -- resource paths ----------------------------------------------------------------
 
@@ -688,8 +713,11 @@ def _status_response(err: errors.APIError) -> Response:
 
 
 async def _send(send: Any, response: Response) -> None:
-    headers = [(b"content-type", response.content_type.encode()),
-               (b"cache-control", b"no-cache, private")]
+    """Send `response`; `Cache-Control: no-cache, private` unless it sets its own, as
+    kube-apiserver's WithCacheControl filter does."""
+    headers = [(b"content-type", response.content_type.encode())]
+    if not any(name == b"cache-control" for name, _ in response.headers):
+        headers.append((b"cache-control", b"no-cache, private"))
     headers.extend(response.headers)
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": response.body})

@@ -48,19 +48,28 @@ JSON = "application/json"
 PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 #: (subtype of `application/` a client may accept, content type served), in the order
 #: kube-openapi tries them for each Accept clause. client-go asks for the `@v1.0` spelling.
-_SERVED = (
+V2_SERVED = (
     ("json", JSON),
     ("com.github.proto-openapi.spec.v2@v1.0+protobuf", PROTOBUF),
     ("com.github.proto-openapi.spec.v2.v1.0+protobuf", PROTOBUF),
 )
+#: What the /openapi/v3 documents are served as here: JSON only (kube-openapi also encodes
+#: them as protobuf; a client that accepts nothing else gets 406).
+V3_SERVED = (("json", JSON),)
 
 
 def negotiate_v2(accept: str) -> str | None:
-    """The content type to serve /openapi/v2 as for this Accept header; None means 406.
+    """The content type to serve /openapi/v2 as for this Accept header; None means 406."""
+    return negotiate(accept, V2_SERVED)
 
-    As kube-openapi's handler (with goautoneg's parsing): no header means `*/*`; clauses are
-    tried by falling quality, a concrete type before a wildcard, each against JSON and then
-    protobuf, and the first match wins, so `*/*` and `application/*` get JSON. Like the real
+
+def negotiate(accept: str, served: tuple[tuple[str, str], ...]) -> str | None:
+    """The content type to serve an OpenAPI document as for this Accept header, from
+    `served` ((subtype of `application/`, content type), in the order tried); None means 406.
+
+    As kube-openapi's handlers (with goautoneg's parsing): no header means `*/*`; clauses are
+    tried by falling quality, a concrete type before a wildcard, each against what is served
+    in order, and the first match wins, so `*/*` and `application/*` get JSON. Like the real
     handler, a clause with `q=0` still matches when nothing better does."""
     clauses = []
     for position, part in enumerate((accept or "*/*").split(",")):
@@ -85,7 +94,7 @@ def negotiate_v2(accept: str) -> str | None:
     for *_, type_, subtype_ in sorted(clauses):
         if type_ not in ("application", "*"):
             continue
-        for served_subtype, content_type in _SERVED:
+        for served_subtype, content_type in served:
             if subtype_ in (served_subtype, "*"):
                 return content_type
     return None
