@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,7 +31,7 @@ from croniter import CroniterBadDateError, CroniterError, croniter
 
 from ..client import ApiError, Controller, Informer, controller_of, controller_ref
 from ..machinery.meta import now as utc_now
-from ..machinery.meta import parse_time, rfc3339
+from ..machinery.meta import parse_duration, parse_time, rfc3339
 from ._workloads import with_kind
 from .job import JOB_API_VERSION, finished_condition
 
@@ -45,25 +44,17 @@ SCHEDULED_TIMESTAMP_ANNOTATION = "batch.kubernetes.io/cronjob-scheduled-timestam
 _DESCRIPTORS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
                 "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
                 "@hourly": "0 * * * *"}
-_DURATION_PART = re.compile(r"((?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
 
 class ScheduleError(ValueError):
     """A schedule or time zone the controller cannot run."""
 
 
-def parse_duration(text: str) -> float:
-    """A Go duration (`1h30m`, `90s`, `1.5h`) in seconds."""
-    pos, seconds = 0, 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
-            break
-        seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if not text or pos != len(text):
-        raise ScheduleError(f'time: invalid duration "{text}"')
-    return seconds
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise ScheduleError(str(err)) from None
 
 
 def time_zone(name: str | None) -> ZoneInfo:
@@ -88,7 +79,7 @@ class Schedule:
         spec = schedule.strip()
         if spec.startswith("@every "):
             # robfig/cron: delays round down to whole seconds, at least one.
-            return cls(spec, zone, every=max(1.0, float(int(parse_duration(spec[7:].strip())))))
+            return cls(spec, zone, every=max(1.0, float(int(_duration(spec[7:].strip())))))
         spec = _DESCRIPTORS.get(spec, spec)
         if len(spec.split()) != 5:
             raise ScheduleError(f"expected exactly 5 fields, found {len(spec.split())}: {spec}")

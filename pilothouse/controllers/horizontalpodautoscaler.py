@@ -43,12 +43,11 @@ from typing import Any
 
 from ..client import ApiError, Controller, EventRecorder, Informer
 from ..machinery.meta import now as utc_now
-from ..machinery.meta import parse_time, rfc3339
+from ..machinery.meta import parse_duration, parse_time, rfc3339
 from ..machinery.quantity import format_quantity, milli
 from ..machinery.selectors import LabelSelector, parse_label_selector
 from ._discovery import ApiResource, ResourceDiscovery
 from ._workloads import meta, pod_condition
-from .cronjob import parse_duration
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from pilothouse.controllers.cronjob import (
     jobs_beyond_history,
     next_schedule_delay,
     next_schedule_time,
-    parse_duration,
     too_late,
 )
 from pilothouse.controllers.ttlafterfinished import expire_time, needs_cleanup
+from pilothouse.machinery.meta import parse_duration
 
 
 def at(text: str) -> datetime:
@@ -84,8 +84,10 @@ def test_a_wall_clock_time_skipped_by_daylight_saving_does_not_run():
 def test_every_durations():
     assert parse_duration("1h30m") == 5400
     assert parse_duration("1.5s") == 1.5
-    with pytest.raises(ScheduleError):
+    with pytest.raises(ValueError, match='time: invalid duration "5 minutes"'):
         parse_duration("5 minutes")
+    with pytest.raises(ScheduleError, match="invalid duration"):
+        Schedule.parse("@every 5 minutes")
     every = Schedule.parse("@every 90s")
     assert every.next(at("2025-01-01T10:00:00.7+00:00")) == at("2025-01-01T10:01:30+00:00")
 
