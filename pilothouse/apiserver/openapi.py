@@ -11,11 +11,11 @@ Two consumers need to know the shape of every kind:
   client-side apply (`x-kubernetes-patch-strategy` / `-merge-key`). `/openapi/v2` is its fallback.
   `OpenAPIDocuments` builds those documents from the served resources.
 
-Both are generated from the official Python client's models (`kubernetes.client.models`):
-`openapi_types` gives each attribute's type ('List[V1Container]', 'Dict[str, str]', 'V1PodSpec',
-'object', 'datetime', ...), `attribute_map` its JSON name, and the pydantic field its description,
-whether it is required, and whether an 'object' is an int-or-string union or free-form JSON. The
-models carry no trace of `resource.Quantity` (they type it 'str'), so `QUANTITY_FIELDS` lists those.
+Both are generated from the official Python client's models, as `machinery.k8s_models` ships
+them (the client itself is not needed at run time): each attribute's type ('List[V1Container]',
+'Dict[str, str]', 'V1PodSpec', 'object', 'datetime', ...), JSON name, description, whether it is
+required, and whether an 'object' is an int-or-string union or free-form JSON. The models carry no
+trace of `resource.Quantity` (they type it 'str'), so `QUANTITY_FIELDS` lists those.
 
 Conventions of the structural schemas (`builtin_schema`):
 - IntOrString: `{"x-kubernetes-int-or-string": true}` -- an integer or a string.
@@ -31,12 +31,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib
-import importlib.metadata
 import re
 import threading
-import types
-import typing
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -46,6 +42,7 @@ import orjson
 from pilothouse import KUBERNETES_VERSION
 from pilothouse.apiserver.openapi_protobuf import encode_document
 from pilothouse.apiserver.registry.resource import Resource
+from pilothouse.machinery import k8s_models
 from pilothouse.machinery.patch import PATCH_META
 
 # --- names and tables ---------------------------------------------------------------------
@@ -121,26 +118,14 @@ _FREE_OBJECT = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 # --- the Python client's models ----------------------------------------------------------
 
 
-@functools.cache
-def _models() -> types.ModuleType:
-    """`kubernetes.client.models`, imported on first use (it is slow to import)."""
-    return importlib.import_module("kubernetes.client.models")
-
-
-def _model(name: str) -> Any:
-    return getattr(_models(), name, None)
-
-
 def _module_prefix(group: str) -> str:
     """How the Python client names a group's API module: "" -> core, rbac.authorization.k8s.io
     -> rbac_authorization."""
     return group.removesuffix(".k8s.io").replace(".", "_") if group else "core"
 
 
-@functools.cache
 def _builtin_group_version(group: str, version: str) -> bool:
-    api_dir = Path(_models().__file__).parent.parent / "api"
-    return (api_dir / f"{_module_prefix(group)}_{version}_api.py").is_file()
+    return f"{_module_prefix(group)}_{version}" in k8s_models.group_versions()
 
 
 @functools.cache
@@ -151,22 +136,10 @@ def model_for(group: str, version: str, kind: str) -> str | None:
     versioned = version[0].upper() + version[1:]
     qualified = _module_prefix(group).split("_")[0].capitalize() + versioned + kind
     for name in (qualified, versioned + kind):
-        cls = _model(name)
-        if cls is not None and "kind" in cls.attribute_map.values():
+        model = k8s_models.model(name)
+        if model is not None and model.has_kind:
             return name
     return None
-
-
-def _leaf_types(annotation: Any) -> set[Any]:
-    """The concrete types a pydantic annotation admits (Optional/Union/Annotated unwrapped)."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _leaf_types(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        return set().union(*(_leaf_types(a) for a in typing.get_args(annotation)))
-    if annotation is type(None):
-        return set()
-    return {origin or annotation}
 
 
 # A field's type, independent of how a document spells references:
@@ -175,7 +148,9 @@ def _leaf_types(annotation: Any) -> set[Any]:
 _Type = tuple
 
 
-def _parse_type(spec: str, quantity: bool, annotation: Any) -> _Type:
+def _parse_type(spec: str, quantity: bool, admits: str | None) -> _Type:
+    """A client type string as a `_Type`; `admits` is what an 'object' attribute admits
+    (elements of lists and maps of 'object' are free-form)."""
     if spec.startswith("List[") and spec.endswith("]"):
         return ("array", _parse_type(spec[5:-1], quantity, None))
     if spec.startswith("Dict[str, ") and spec.endswith("]"):
@@ -185,11 +160,10 @@ def _parse_type(spec: str, quantity: bool, annotation: Any) -> _Type:
     if spec in _PRIMITIVES:
         return ("scalar", _PRIMITIVES[spec])
     if spec == "object":
-        leaves = _leaf_types(annotation) if annotation is not None else set()
-        if leaves == {int, str}:
+        if admits == k8s_models.INT_OR_STRING:
             return ("int-or-string",)
-        return ("free", _FREE_OBJECT if leaves == {dict} else _FREE)
-    if _model(spec) is not None:
+        return ("free", _FREE_OBJECT if admits == k8s_models.OBJECT else _FREE)
+    if k8s_models.model(spec) is not None:
         return ("model", spec)
     return ("free", _FREE)
 
@@ -197,20 +171,19 @@ def _parse_type(spec: str, quantity: bool, annotation: Any) -> _Type:
 @functools.cache
 def _fields(name: str) -> tuple[tuple[str, _Type, str | None, bool], ...]:
     """(JSON name, type, description, required) of each attribute of a model."""
-    cls = _model(name)
-    out = []
-    for attr, spec in cls.openapi_types.items():
-        json_name = cls.attribute_map[attr]
-        # Attributes that clash with Python or pydantic names are fields `var_<name>`.
-        field = cls.model_fields.get(attr) or cls.model_fields["var_" + attr.lstrip("_")]
-        kind = _parse_type(spec, (name, json_name) in QUANTITY_FIELDS, field.annotation)
-        out.append((json_name, kind, field.description, field.is_required()))
-    return tuple(out)
+    model = k8s_models.model(name)
+    assert model is not None, name
+    return tuple(
+        (field.name,
+         _parse_type(field.type, (name, field.name) in QUANTITY_FIELDS, field.admits),
+         field.description, field.required)
+        for field in model.fields)
 
 
 def _class_description(name: str) -> str:
-    doc = _model(name).__doc__ or ""
-    return " ".join(doc.split("Attributes:")[0].split())
+    model = k8s_models.model(name)
+    assert model is not None, name
+    return model.description
 
 
 def _references(kind: _Type) -> Iterable[str]:
@@ -262,13 +235,11 @@ def builtin_schema(group: str, version: str, kind: str) -> dict[str, Any] | None
 
 
 def warm() -> None:
-    """Import the client's models and build every kind's structural schema (for a background
+    """Load the models' data and build every kind's structural schema (for a background
     thread at server start; the first request then pays nothing)."""
-    models = _models()
-    for name in models.__all__:
-        cls = getattr(models, name)
-        if "kind" in cls.attribute_map.values():
-            _inline(name)
+    for model in k8s_models.models():
+        if model.has_kind:
+            _inline(model.name)
 
 
 # --- components (definitions) -------------------------------------------------------------
@@ -277,7 +248,7 @@ def warm() -> None:
 def _closure(roots: Iterable[str], stop: frozenset[str] = frozenset()) -> frozenset[str]:
     """The models reachable from `roots` without passing through `stop`."""
     seen: set[str] = set()
-    todo = [name for name in roots if _model(name) is not None]
+    todo = [name for name in roots if k8s_models.model(name) is not None]
     while todo:
         name = todo.pop()
         if name in seen or name in stop:
@@ -778,10 +749,10 @@ def gv_path(group: str, version: str) -> str:
 @functools.cache
 def _generator_fingerprint() -> bytes:
     """What the documents depend on besides the served resources: this generator, the
-    client's models and the patch metadata. Part of every hash, so caches keyed by the hash
-    (kubectl keeps OpenAPI documents on disk) never see a stale document."""
+    client's models (their shipped data) and the patch metadata. Part of every hash, so caches
+    keyed by the hash (kubectl keeps OpenAPI documents on disk) never see a stale document."""
     digest = hashlib.sha256(Path(__file__).read_bytes())
-    digest.update(importlib.metadata.version("kubernetes").encode())
+    digest.update(k8s_models.digest())
     digest.update(repr(sorted(PATCH_META.items())).encode())
     return digest.digest()
 
@@ -855,7 +826,7 @@ class OpenAPIDocuments:
                     gvk = _gvk(r.group, r.version, r.kind)
                     kind_name = _add_model(schemas, model, r.group, gvk)
                     list_name = STATUS
-                    if _model(model + "List") is not None:
+                    if k8s_models.model(model + "List") is not None:
                         list_gvk = _gvk(r.group, r.version, r.kind + "List")
                         list_name = _add_model(schemas, model + "List", r.group, list_gvk)
                 if "scale" in r.subresources:

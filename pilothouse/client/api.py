@@ -63,10 +63,14 @@ class Connection:
     host: str
     ssl_context: ssl.SSLContext | bool
     headers: Mapping[str, str]
+    #: The file of the CA bundle the API server is trusted by ("" if none is named).
+    ca_file: str = ""
 
 
 def load_kubeconfig(path: str | None = None, *, context: str | None = None) -> Connection:
-    """Read a kubeconfig (or the in-cluster config when `path` is None and none is found)."""
+    """Read a kubeconfig (or the in-cluster config when `path` is None and none is found)
+    with the official client's loader, the one way every component reads one: it knows
+    every kubeconfig form (files and -data, tokens, exec and auth-provider plugins)."""
     from kubernetes import client as k8s_client
     from kubernetes import config as k8s_config
 
@@ -91,7 +95,8 @@ def load_kubeconfig(path: str | None = None, *, context: str | None = None) -> C
     token = (configuration.api_key or {}).get("authorization")
     if token:
         headers["Authorization"] = token
-    return Connection(configuration.host.rstrip("/"), ctx, headers)
+    return Connection(configuration.host.rstrip("/"), ctx, headers,
+                      ca_file=configuration.ssl_ca_cert or "")
 
 
 def resource_path(api_version: str, plural: str, namespace: str | None = None,

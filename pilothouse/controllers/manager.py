@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..client import Client, Controller, run_controllers
+from ..client import Client, Controller, load_kubeconfig, run_controllers
 
 LEASE_NAME = "kube-controller-manager"  # the name its role may update, as upstream
 
@@ -36,18 +36,8 @@ def discover() -> dict[str, type[Controller]]:
 
 def kubeconfig_root_ca(kubeconfig: str | None) -> str:
     """The PEM bundle the kubeconfig (or the in-cluster config) trusts the API server with,
-    through the official loader `Client.from_kubeconfig` uses; "" if it trusts no CA."""
-    from kubernetes import client as k8s_client
-    from kubernetes import config as k8s_config
-
-    configuration = k8s_client.Configuration()
-    try:
-        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    except k8s_config.ConfigException:
-        if kubeconfig is not None:
-            raise
-        k8s_config.load_incluster_config(client_configuration=configuration)
-    ca_file = configuration.ssl_ca_cert
+    as `Client.from_kubeconfig` reads it; "" if it trusts no CA."""
+    ca_file = load_kubeconfig(kubeconfig).ca_file
     return Path(ca_file).read_text() if ca_file else ""
 
 

@@ -10,10 +10,11 @@
   primitives), other lists are replaced, and the directives `$patch`, `$retainKeys`,
   `$setElementOrder/<field>` and `$deleteFromPrimitiveList/<field>` are honoured.
 
-This module also owns the type graph those patches walk: the official client's models give
-each built-in kind's fields and their types (`field_type`, `field_model`, `element_type`) and
-`PATCH_META` holds the `patchStrategy`/`patchMergeKey` struct tags of k8s.io/api. Server-side
-apply (`machinery.apply`) and the OpenAPI generator walk the same graph.
+This module also owns the type graph those patches walk: the official client's models (as
+`machinery.k8s_models` ships them) give each built-in kind's fields and their types
+(`field_type`, `field_model`, `element_type`) and `PATCH_META` holds the
+`patchStrategy`/`patchMergeKey` struct tags of k8s.io/api. Server-side apply
+(`machinery.apply`) and the OpenAPI generator walk the same graph.
 
 Errors follow kube-apiserver (staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go):
 a patch document that cannot be decoded is 400 BadRequest; a JSON patch operation that cannot
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib
 import json
 import re
 from collections.abc import Mapping
@@ -34,6 +34,7 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
+from pilothouse.machinery import k8s_models
 from pilothouse.machinery.errors import APIError, bad_request
 
 MAX_JSON_PATCH_OPERATIONS = 10000
@@ -129,17 +130,11 @@ _CONTAINER_TYPE = re.compile(
 
 
 @functools.cache
-def _models() -> Any:
-    # Importing the client's ~1,000 model classes is slow; only pay for it when asked.
-    return importlib.import_module("kubernetes.client.models")
-
-
-@functools.cache
 def _model_fields(model: str) -> Mapping[str, str] | None:
-    cls = getattr(_models(), model, None)
-    if not isinstance(cls, type) or not hasattr(cls, "openapi_types"):
+    described = k8s_models.model(model)
+    if described is None:
         return None
-    return {cls.attribute_map[attr]: typ for attr, typ in cls.openapi_types.items()}
+    return {field.name: field.type for field in described.fields}
 
 
 def field_type(model: str | None, json_field: str) -> str | None:

@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ..client import ApiError, Client, Informer
+from ..client import ApiError, Client, Informer, load_kubeconfig
 from ..client.controller import EventRecorder
 from ..machinery.addresses import node_dns_address, node_octet, pod_network, pod_subnet
 from ..machinery.meta import now as utcnow
@@ -933,15 +933,11 @@ class Kubelet:
 
 def read_ca_pem(kubeconfig: str | None) -> bytes:
     """The cluster CA from a kubeconfig: the kubelet trusts client certificates it signed."""
-    from kubernetes import client as k8s_client
-    from kubernetes import config as k8s_config
-
-    configuration = k8s_client.Configuration()
-    k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    if not configuration.ssl_ca_cert:
+    ca_file = load_kubeconfig(kubeconfig).ca_file
+    if not ca_file:
         raise NodeAgentError("the kubeconfig names no certificate authority; the node agent "
                              "needs it to check the API server's client certificate")
-    return Path(configuration.ssl_ca_cert).read_bytes()
+    return Path(ca_file).read_bytes()
 
 
 async def run_kubelet(kubeconfig: str | None, settings: KubeletSettings) -> None:

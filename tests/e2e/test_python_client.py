@@ -104,9 +104,9 @@ def test_custom_objects(cluster: Cluster) -> None:
     ext = client.ApiextensionsV1Api(api)
     ext.create_custom_resource_definition({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "gadgets.example.org"},
-        "spec": {"group": "example.org", "scope": "Cluster",
-                 "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+        "metadata": {"name": "gizmos.pyclient.example.org"},
+        "spec": {"group": "pyclient.example.org", "scope": "Cluster",
+                 "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"},
                  "versions": [{"name": "v1alpha1", "served": True, "storage": True,
                                "schema": {"openAPIV3Schema": {
                                    "type": "object",
@@ -114,19 +114,21 @@ def test_custom_objects(cluster: Cluster) -> None:
     custom = client.CustomObjectsApi(api)
     for _ in range(50):
         try:
-            custom.create_cluster_custom_object("example.org", "v1alpha1", "gadgets", {
-                "apiVersion": "example.org/v1alpha1", "kind": "Gadget",
+            custom.create_cluster_custom_object("pyclient.example.org", "v1alpha1", "gizmos", {
+                "apiVersion": "pyclient.example.org/v1alpha1", "kind": "Gizmo",
                 "metadata": {"name": "g"}, "spec": {"anything": [1, 2]}})
             break
         except ApiException as exc:
             assert exc.status == 404
             threading.Event().wait(0.1)
-    got = custom.get_cluster_custom_object("example.org", "v1alpha1", "gadgets", "g")
+    got = custom.get_cluster_custom_object("pyclient.example.org", "v1alpha1", "gizmos", "g")
     assert got["spec"] == {"anything": [1, 2]}
-    custom.patch_cluster_custom_object("example.org", "v1alpha1", "gadgets", "g",
+    custom.patch_cluster_custom_object("pyclient.example.org", "v1alpha1", "gizmos", "g",
                                        {"spec": {"more": True}})
-    got = custom.get_cluster_custom_object("example.org", "v1alpha1", "gadgets", "g")
+    got = custom.get_cluster_custom_object("pyclient.example.org", "v1alpha1", "gizmos", "g")
     assert got["spec"] == {"anything": [1, 2], "more": True}
+    # Cluster-scoped and shared: leave no kind behind for later tests' kubectl to match.
+    ext.delete_custom_resource_definition("gizmos.pyclient.example.org")
 
 
 def test_acknowledged_writes_survive_kill_9(tmp_path) -> None:

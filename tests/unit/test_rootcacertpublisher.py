@@ -15,9 +15,11 @@ import yaml
 from pilothouse.client import ApiError, ControllerContext, EventRecorder, InformerFactory
 from pilothouse.controllers.manager import kubeconfig_root_ca
 from pilothouse.controllers.rootcacertpublisher import DESCRIPTION, RootCACertPublisher
+from pilothouse.machinery.certs import serving_chain
 from tests.settle import settle
 
-CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+#: A real CA: the kubeconfig test's loader builds a TLS context that trusts it.
+CA = serving_chain("root-ca-test")[0].decode()
 DESCRIPTION_KEY = "kubernetes.io/description"
 
 
