@@ -18,7 +18,6 @@ from pilothouse.kubeflow.training.pytorch import (
     PyTorchFramework,
     PyTorchJobController,
     desired_hpa,
-    semantically_equal,
 )
 from tests.inprocess import InProcessCluster, component_kubeconfigs, in_process_cluster
 
@@ -47,16 +46,6 @@ def test_the_desired_hpa_scales_the_jobs_workers() -> None:
     assert hpa["spec"] == {"scaleTargetRef": {"kind": "PyTorchJob", "name": "elastic",
                                               "apiVersion": "kubeflow.org/v1"},
                            "minReplicas": 1, "maxReplicas": 4, "metrics": [CPU_80]}
-
-
-def test_quantities_compare_by_value() -> None:
-    ours = {"target": {"type": "AverageValue", "averageValue": "0.5"}}
-    stored = {"target": {"type": "AverageValue", "averageValue": "500m"}}
-    assert semantically_equal(ours, stored)
-    assert not semantically_equal(ours, {"target": {"type": "AverageValue",
-                                                    "averageValue": "501m"}})
-    assert not semantically_equal({"type": "Pods"}, {"type": "Percent"})
-    assert not semantically_equal({"a": 1}, {"a": 1, "b": 2})
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from pilothouse.machinery.equality import semantic
 from pilothouse.machinery.errors import (
     TOO_LONG,
     TOO_MANY,
@@ -94,16 +95,6 @@ def immutable(path: str, new: Any, old: Any) -> list[Cause]:
     if semantic(new) == semantic(old):
         return []
     return [invalid_value(path, new, FIELD_IMMUTABLE)]
-
-
-def semantic(value: Any) -> Any:
-    """`value` with null, empty maps and empty lists dropped, for apiequality comparisons."""
-    if isinstance(value, dict):
-        out = {k: semantic(v) for k, v in value.items()}
-        return {k: v for k, v in out.items() if v not in (None, {}, [])}
-    if isinstance(value, list):
-        return [semantic(v) for v in value]
-    return value
 
 
 def is_int(value: Any) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 from croniter import CroniterError, croniter
 
+from pilothouse.machinery.equality import semantic
 from pilothouse.machinery.errors import (
     Cause,
     duplicate,
@@ -43,7 +44,6 @@ from .validation import (
     quantity,
     required_enum,
     selector_of,
-    semantic,
     shown,
     too_many,
     validate_annotations,

@@ -30,12 +30,11 @@ import copy
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from ...client import ApiError, Informer
+from ...machinery.equality import semantically_equal
 from ...machinery.meta import owner_reference
-from ...machinery.quantity import parse_quantity
 from .common import (
     KUBEFLOW_JOBS_CONTROLLER,
     Event,
@@ -235,30 +234,6 @@ def desired_hpa(job: Mapping[str, Any]) -> dict[str, Any]:
             "metadata": {"name": meta(job)["name"], "namespace": meta(job).get("namespace"),
                          "ownerReferences": [owner_reference(dict(job))]},
             "spec": spec}
-
-
-def semantically_equal(want: Any, have: Any) -> bool:
-    """apiequality.Semantic.DeepEqual of two JSON values: quantities compare by value
-    (`"0.5"` equals the stored `"500m"`), everything else exactly."""
-    if isinstance(want, dict) and isinstance(have, dict):
-        return want.keys() == have.keys() and all(
-            semantically_equal(v, have[k]) for k, v in want.items())
-    if isinstance(want, list) and isinstance(have, list):
-        return len(want) == len(have) and all(
-            semantically_equal(a, b) for a, b in zip(want, have, strict=True))
-    if want == have:
-        return True
-    if isinstance(want, str | int | float) and isinstance(have, str | int | float) and \
-            not isinstance(want, bool) and not isinstance(have, bool):
-        return _quantity(want) is not None and _quantity(want) == _quantity(have)
-    return False
-
-
-def _quantity(value: Any) -> Decimal | None:
-    try:
-        return parse_quantity(value)
-    except (TypeError, ValueError):
-        return None
 
 
 class PyTorchJobController(TrainingJobController):
