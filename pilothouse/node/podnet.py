@@ -20,9 +20,11 @@ host-local address management from the Node's `spec.podCIDR`), for one machine:
   them. So a cluster IP is the same address for every runtime.
 - **Addresses**: one file per address in use under `/run/pilothouse/pod-network/ph<N>br/`
   holding the pod's uid and the agent's data dir (host-local's layout): a restarted agent
-  knows which pod has which (so which namespace), two agents of one node name on one machine (two `up`s) never
-  hand out one address twice, and each removes only its own pods' namespaces. Like the
-  pins, the records live in /run, so a reboot forgets both.
+  knows which pod has which (so which namespace), two agents of one node name on one
+  machine (two `up`s) never hand out one address twice, and each removes only its own
+  pods' namespaces, and those of agents whose data dir is gone (an agent stopped before
+  its teardown, of a cluster since deleted). Like the pins, the records live in /run, so a
+  reboot forgets both.
 
 The pin folder is a shared mount (`ip netns add` makes it one): the containers' mount
 namespaces get copies of the pins (bwrap shows the host's /run), and unmounting a pin
@@ -47,6 +49,7 @@ import contextlib
 import ctypes
 import errno
 import ipaddress
+import logging
 import os
 import shutil
 import socket
@@ -60,6 +63,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from .runtime.process import _read_to_eof
+
+log = logging.getLogger(__name__)
 
 PIN_DIR = Path("/run/netns")
 STATE_ROOT = Path("/run/pilothouse/pod-network")
@@ -148,12 +153,16 @@ class AddressAllocator:
         self.owner = owner
         self.folder.mkdir(parents=True, exist_ok=True)
         self._by_uid: dict[str, str] = {}
+        #: Addresses recorded by agents whose data dir is gone: nobody can adopt them.
+        self.abandoned: list[str] = []
         for entry in os.scandir(folder):
             with contextlib.suppress(OSError, ValueError):
                 address = ipaddress.IPv4Address(entry.name)
                 uid, _, owner = Path(entry.path).read_text().partition("\n")
                 if address in subnet and owner == self.owner:
                     self._by_uid[uid] = entry.name
+                elif address in subnet and owner and not os.path.isdir(owner):
+                    self.abandoned.append(entry.name)
 
     def owners(self) -> dict[str, str]:
         """uid -> address, for every address in use."""
@@ -196,6 +205,12 @@ class AddressAllocator:
         if address is not None:
             with contextlib.suppress(FileNotFoundError):
                 (self.folder / address).unlink()
+
+    def forget(self, address: str) -> None:
+        """Drop an abandoned address's record (its namespace is gone)."""
+        self.abandoned.remove(address)
+        with contextlib.suppress(FileNotFoundError):
+            (self.folder / address).unlink()
 
 
 # -- namespaces: unpinning, and sockets made inside them ----------------------------------------
@@ -364,7 +379,9 @@ class PodNetwork:
     async def setup(self) -> None:
         """Make (or keep) the bridge, check that a veth pair can be made into a new
         namespace (PodNetworkError says what is missing), and start making spares (those
-        of a previous agent are removed)."""
+        of a previous agent are removed, and so are the networks of agents whose data dir
+        is gone: an agent stopped before it could tear down, whose records nobody can
+        adopt)."""
         lines = node_commands(self.bridge, self.subnet)
         if not os.path.exists(f"/sys/class/net/{self.bridge}"):
             lines.insert(0, f"link add {self.bridge} type bridge")
@@ -388,6 +405,14 @@ class PodNetwork:
         for key in self.addresses.owners():
             if key.startswith(SPARE_PREFIX):
                 await self._remove(key)
+        for address in list(self.addresses.abandoned):
+            try:
+                destroy_netns(self.pin(address))
+            except OSError as err:
+                log.warning("cannot remove abandoned network namespace %s: %s",
+                            self.pin(address), err)
+                continue
+            self.addresses.forget(address)
         self._refill_soon()
 
     async def attach(self, uid: str) -> PodAttachment:

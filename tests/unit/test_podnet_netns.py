@@ -206,3 +206,36 @@ def test_containers_of_a_pod_share_its_network_namespace(network: PodNetwork,
         asyncio.run(go())
     finally:
         cgroups.remove_parent()
+
+
+def test_networks_of_an_agent_whose_data_dir_is_gone_are_removed(
+        network: PodNetwork, tmp_path: Path) -> None:
+    """An agent stopped before its teardown leaves pinned namespaces and address records;
+    once its data dir is gone nobody can adopt them, and the next agent on the bridge
+    removes them. Another live agent's (its data dir exists) are left alone."""
+    ipam = tmp_path / "ipam" / network.bridge
+    ipam.mkdir(parents=True, exist_ok=True)
+    gone, alive = "10.244.253.201", "10.244.253.202"
+    (ipam / gone).write_text(f"spare-0123\n{tmp_path / 'deleted-cluster' / 'data'}")
+    other = tmp_path / "other-cluster"
+    other.mkdir()
+    (ipam / alive).write_text(f"spare-4567\n{other}")
+    for address in (gone, alive):
+        subprocess.run(["ip", "netns", "add", link_name(OCTET, SUBNET, address)], check=True)
+    try:
+        fresh = PodNetwork(octet=OCTET, subnet=SUBNET, owner=str(tmp_path),
+                           state_root=tmp_path / "ipam")
+        async def start_and_stop() -> list[str]:
+            await fresh.setup()
+            names = os.listdir("/run/netns")
+            await fresh.teardown()
+            return names
+
+        names = asyncio.run(start_and_stop())
+        assert link_name(OCTET, SUBNET, gone) not in names and not (ipam / gone).exists()
+        assert link_name(OCTET, SUBNET, alive) in names and (ipam / alive).exists()
+    finally:
+        for address in (gone, alive):
+            subprocess.run(["ip", "netns", "del", link_name(OCTET, SUBNET, address)],
+                           capture_output=True)
+            (ipam / address).unlink(missing_ok=True)
