@@ -344,16 +344,18 @@ class Kubelet:
             raise NodeAgentError(f"runtime {self.default_runtime}: {err}") from None
         await self._index_existing()
         await self.server.start()
-        await self._start_pod_network()
-        await self._register()
-        await self._start_dns()
-        self._tasks += [
-            asyncio.create_task(self.pod_informer.run(), name="kubelet-pods"),
-            asyncio.create_task(self.services_informer.run(), name="kubelet-services"),
-            asyncio.create_task(self._heartbeat(), name="kubelet-heartbeat"),
-        ]
-        await self.stats.start()
+        # Stopped while still starting (SIGTERM during registration), the node must still
+        # tear down what it made: the pod network's bridge and spare namespaces above all.
         try:
+            await self._start_pod_network()
+            await self._register()
+            await self._start_dns()
+            self._tasks += [
+                asyncio.create_task(self.pod_informer.run(), name="kubelet-pods"),
+                asyncio.create_task(self.services_informer.run(), name="kubelet-services"),
+                asyncio.create_task(self._heartbeat(), name="kubelet-heartbeat"),
+            ]
+            await self.stats.start()
             await self.pod_informer.synced.wait()
             await self.services_informer.synced.wait()
             await self._housekeeping_once()
