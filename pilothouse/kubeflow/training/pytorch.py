@@ -248,7 +248,9 @@ class PyTorchJobController(TrainingJobController):
         """The job's HorizontalPodAutoscaler first, then its pods and Services, as the real
         operator's Reconcile calls ReconcileHPA before ReconcileJobs."""
         cached = self.jobs.get(key)
-        if cached is not None and not meta(cached).get("deletionTimestamp") and \
+        elastic = ((cached or {}).get("spec") or {}).get("elasticPolicy") or {}
+        if cached is not None and elastic.get("metrics") is not None and \
+                not meta(cached).get("deletionTimestamp") and \
                 run_policy(cached).get("managedBy") in (None, KUBEFLOW_JOBS_CONTROLLER):
             job = copy.deepcopy(cached)
             job["apiVersion"], job["kind"] = API_VERSION, PYTORCH.kind
