@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..client import Client, run_controllers
+from ..machinery.names import is_dns1123_subdomain
 from .training.controller import TrainingJobController
 from .training.crds import ALL_KINDS, install_crds
 from .training.jax import JAXJobController
@@ -59,8 +60,8 @@ async def run_training_operator(kubeconfig: str | None, *, leader_elect: bool = 
     (`<namespace>/<name>[:<port>]`, the Service fronting the operator in a cluster; its
     targetPort must then be a fixed `webhook_port`; the replicas behind it share the serving
     certificate in the Secret `webhook_secret` beside it). Without it, the leader removes a
-    registration left by an earlier run. A bad `webhook_service`, or an address the server
-    cannot bind, is a ValueError.
+    registration left by an earlier run. A bad `webhook_service` or `webhook_secret`, or an
+    address the server cannot bind, is a ValueError.
     """
     chosen = list(TRAINING_CONTROLLERS) if controllers is None else list(controllers)
     unknown = [name for name in chosen if name not in TRAINING_CONTROLLERS]
@@ -70,6 +71,10 @@ async def run_training_operator(kubeconfig: str | None, *, leader_elect: bool = 
     service = ServiceReference.parse(webhook_service) if webhook_service else None
     if service is not None and not webhook_port:
         raise ValueError("a webhook Service needs a fixed webhook port for its targetPort")
+    bad_secret = is_dns1123_subdomain(webhook_secret)
+    if bad_secret:
+        raise ValueError(f"webhook secret name {webhook_secret!r} is not a valid Secret name: "
+                         f"{bad_secret[0]}")
     kinds = [kind for kind in (TRAINING_CONTROLLERS[name].framework.kind for name in chosen)
              if kind in VALIDATED_KINDS]
     server: WebhookServer | None = None

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from pilothouse.kubeflow.operators import run_training_operator
 from pilothouse.kubeflow.training.crds import JAX, PYTORCH, TENSORFLOW, XGBOOST, JobKind
 from pilothouse.kubeflow.training.validation import validate_job
 from pilothouse.kubeflow.training.webhook import (
@@ -231,3 +232,15 @@ def test_an_address_that_cannot_be_bound_is_a_value_error() -> None:
         finally:
             await first.stop()
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ({"webhook_service": "kubeflow/training-operator", "webhook_port": 9443,
+      "webhook_secret": "Bad_Name"}, "webhook secret name 'Bad_Name' is not a valid Secret name"),
+    ({"webhook_service": "kubeflow/training-operator"}, "needs a fixed webhook port"),
+])
+def test_bad_webhook_flags_are_refused_before_connecting(flags: dict[str, Any],
+                                                         message: str) -> None:
+    """No kubeconfig is read: the flags are refused first, with one clear line."""
+    with pytest.raises(ValueError, match=message):
+        asyncio.run(run_training_operator("/nonexistent/kubeconfig", **flags))
